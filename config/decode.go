@@ -1,0 +1,164 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kq-dev/kq/profiles"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// profileKeys are the keys a profile (or defaults:) may hold.
+var profileKeys = []string{"host", "jump", "ssh_config", "runtime_dir", "kernel", "kernel_ip",
+	"workdir", "env", "linger", "frontend", "keep"}
+
+type decoder struct{ file string }
+
+func (d decoder) errf(n *yaml.Node, key, format string, args ...any) error {
+	return &Error{File: d.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// layer decodes one profile mapping; every key is checked by name and type
+// so the error names the key instead of a decoder's internals.
+func (d decoder) layer(n *yaml.Node, path string) (profiles.Layer, error) {
+	var l profiles.Layer
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return l, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return l, d.errf(n, path, "want a mapping of settings, got %s", kindName(n))
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := path + "." + k.Value
+		if seen[k.Value] {
+			return l, d.errf(k, key, "set twice")
+		}
+		seen[k.Value] = true
+		var err error
+		switch k.Value {
+		case "host":
+			l.Host, err = d.str(v, key)
+		case "jump":
+			l.Jump, err = d.str(v, key)
+		case "ssh_config":
+			l.SSHConfig, err = d.str(v, key)
+		case "runtime_dir":
+			l.RuntimeDir, err = d.str(v, key)
+		case "kernel":
+			l.Kernel, err = d.str(v, key)
+		case "kernel_ip":
+			l.KernelIP, err = d.str(v, key)
+		case "workdir":
+			l.Workdir, err = d.str(v, key)
+		case "env":
+			l.Env, err = d.env(v, key)
+		case "linger":
+			l.Linger, err = d.duration(v, key)
+		case "frontend":
+			l.Frontend, err = d.command(v, key)
+		case "keep":
+			l.Keep, err = d.boolean(v, key)
+		default:
+			err = d.errf(k, key, "unknown key (known: %s)", strings.Join(profileKeys, ", "))
+		}
+		if err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	switch n.Tag {
+	case "!!int", "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	case "!!null":
+		return "nothing"
+	}
+	return "a string"
+}
+
+func (d decoder) str(n *yaml.Node, key string) (*string, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!bool" ||
+		n.Tag == "!!map" || n.Tag == "!!seq" {
+		return nil, d.errf(n, key, "want a string, got %s", kindName(n))
+	}
+	s := n.Value
+	return &s, nil
+}
+
+func (d decoder) env(n *yaml.Node, key string) (map[string]string, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, d.errf(n, key, "want a mapping of NAME: value, got %s", kindName(n))
+	}
+	m := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			return nil, d.errf(v, key+"."+k.Value, "want a scalar value, got %s", kindName(v))
+		}
+		m[k.Value] = v.Value
+	}
+	return m, nil
+}
+
+func (d decoder) duration(n *yaml.Node, key string) (*time.Duration, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return nil, d.errf(n, key, "want a duration like 5m or 30s, got %s", kindName(n))
+	}
+	t, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return nil, d.errf(n, key, "want a duration like 5m or 30s, got %q", n.Value)
+	}
+	return &t, nil
+}
+
+func (d decoder) boolean(n *yaml.Node, key string) (*bool, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		return nil, d.errf(n, key, "want true or false, got %s", kindName(n))
+	}
+	var b bool
+	if err := n.Decode(&b); err != nil {
+		return nil, d.errf(n, key, "want true or false: %v", err)
+	}
+	return &b, nil
+}
+
+// command accepts a list of words or one string split as a shell would.
+func (d decoder) command(n *yaml.Node, key string) ([]string, error) {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var words []string
+		for _, w := range n.Content {
+			if w.Kind != yaml.ScalarNode || w.Tag == "!!null" {
+				return nil, d.errf(w, key, "list items must be strings, got %s", kindName(w))
+			}
+			words = append(words, w.Value)
+		}
+		if len(words) == 0 {
+			return nil, d.errf(n, key, "empty command")
+		}
+		return words, nil
+	case yaml.ScalarNode:
+		if n.Tag != "!!str" {
+			break
+		}
+		words, err := profiles.SplitCommand(n.Value)
+		if err != nil {
+			return nil, d.errf(n, key, "%v", err)
+		}
+		return words, nil
+	}
+	return nil, d.errf(n, key, "want a list of words or a command string, got %s", kindName(n))
+}

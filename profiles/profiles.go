@@ -1,0 +1,263 @@
+// Package profiles holds kq's pure data: what a profile says, how layers of
+// settings (defaults, profile, environment, flags) combine into the one
+// profile a session runs with, and how a profile's host is resolved into the
+// SSH settings OpenSSH itself would use. It never touches the network, so
+// everything here is testable with tables.
+package profiles
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/shlex"
+)
+
+// ErrInvalid marks a profile that cannot be used as written; the command
+// layer maps it to the usage/config exit code.
+var ErrInvalid = errors.New("invalid profile")
+
+// DefaultKernel is the remote command that starts a kernel when neither the
+// profile nor the defaults name one; kq appends "-f FILE".
+const DefaultKernel = "python3 -m ipykernel_launcher"
+
+// DefaultFrontend is what users of the manual recipe run by hand.
+var DefaultFrontend = []string{"jupyter", "qtconsole", "--existing", "{connection_file}"}
+
+// DefaultLinger is how long a remote kernel outlives a vanished kq.
+const DefaultLinger = 5 * time.Minute
+
+// ConnectionFilePlaceholder is replaced in the frontend argv by the path of
+// the local connection file.
+const ConnectionFilePlaceholder = "{connection_file}"
+
+// Layer is one source of settings. A nil field is "not set here", so a later
+// layer only overrides what it actually names; that is what makes
+// defaults ← profile ← environment ← flags precedence a simple fold.
+type Layer struct {
+	Host       *string
+	Jump       *string
+	SSHConfig  *string
+	RuntimeDir *string
+	Kernel     *string
+	KernelIP   *string
+	Workdir    *string
+	Env        map[string]string
+	Linger     *time.Duration
+	Frontend   []string
+	Keep       *bool
+}
+
+// Profile is the fully resolved description of one session.
+type Profile struct {
+	// Name is the profile's name as the user wrote it (case preserved).
+	Name string
+	// Host is "[user@]host[:port]" or an ssh_config alias.
+	Host string
+	// Jump is a ProxyJump-style chain "a,b"; empty means ssh_config decides.
+	Jump string
+	// SSHConfig is an ssh_config file used instead of the user's (ssh -F).
+	SSHConfig string
+	// RuntimeDir is the remote directory for the kernel's connection file;
+	// empty asks the server.
+	RuntimeDir string
+	// Kernel is the remote command that starts a kernel; kq appends -f FILE.
+	Kernel string
+	// KernelIP is where the kernel listens as seen from the host.
+	KernelIP string
+	// Workdir is the remote working directory of the kernel.
+	Workdir string
+	// Env is added to the kernel's environment.
+	Env map[string]string
+	// Linger is how long the kernel outlives a vanished kq.
+	Linger time.Duration
+	// Frontend is the local argv; ConnectionFilePlaceholder is substituted.
+	Frontend []string
+	// Keep leaves the kernel running when the session ends.
+	Keep bool
+}
+
+// Resolve folds layers in order (later wins) over the built-in defaults.
+func Resolve(name string, layers ...Layer) (Profile, error) {
+	p := Profile{
+		Name:     name,
+		Kernel:   DefaultKernel,
+		Linger:   DefaultLinger,
+		Frontend: append([]string(nil), DefaultFrontend...),
+		Env:      map[string]string{},
+	}
+	for _, l := range layers {
+		setString(&p.Host, l.Host)
+		setString(&p.Jump, l.Jump)
+		setString(&p.SSHConfig, l.SSHConfig)
+		setString(&p.RuntimeDir, l.RuntimeDir)
+		setString(&p.Kernel, l.Kernel)
+		setString(&p.KernelIP, l.KernelIP)
+		setString(&p.Workdir, l.Workdir)
+		for k, v := range l.Env {
+			p.Env[k] = v
+		}
+		if l.Linger != nil {
+			p.Linger = *l.Linger
+		}
+		if l.Frontend != nil {
+			p.Frontend = append([]string(nil), l.Frontend...)
+		}
+		if l.Keep != nil {
+			p.Keep = *l.Keep
+		}
+	}
+	return p, p.Validate()
+}
+
+func setString(dst *string, src *string) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate reports the first setting that cannot work, naming it.
+func (p Profile) Validate() error {
+	if strings.TrimSpace(p.Host) == "" {
+		return fmt.Errorf("%w %q: no host (set host: in the profile or KQ_HOST)", ErrInvalid, p.Name)
+	}
+	if _, err := ParseHost(p.Host); err != nil {
+		return fmt.Errorf("%w %q: host: %w", ErrInvalid, p.Name, err)
+	}
+	if strings.TrimSpace(p.Kernel) == "" {
+		return fmt.Errorf("%w %q: kernel: empty command", ErrInvalid, p.Name)
+	}
+	if len(p.Frontend) == 0 || p.Frontend[0] == "" {
+		return fmt.Errorf("%w %q: frontend: empty command", ErrInvalid, p.Name)
+	}
+	if p.Linger < 0 {
+		return fmt.Errorf("%w %q: linger: negative duration %s", ErrInvalid, p.Name, p.Linger)
+	}
+	if p.KernelIP != "" && p.KernelIP != "auto" && net.ParseIP(p.KernelIP) == nil {
+		return fmt.Errorf("%w %q: kernel_ip: %q is not an IP address or \"auto\"", ErrInvalid, p.Name, p.KernelIP)
+	}
+	for _, k := range sortedKeys(p.Env) {
+		if !envName.MatchString(k) {
+			return fmt.Errorf("%w %q: env: %q is not a valid variable name", ErrInvalid, p.Name, k)
+		}
+	}
+	return nil
+}
+
+// FrontendArgv returns the frontend argv with the connection file filled in.
+func (p Profile) FrontendArgv(connectionFile string) []string {
+	out := make([]string, len(p.Frontend))
+	for i, a := range p.Frontend {
+		out[i] = strings.ReplaceAll(a, ConnectionFilePlaceholder, connectionFile)
+	}
+	return out
+}
+
+// SplitCommand splits a command line the way a POSIX shell splits words, so a
+// frontend given as one string ("jupyter console --existing {connection_file}")
+// means what it would mean typed at a prompt.
+func SplitCommand(s string) ([]string, error) {
+	words, err := shlex.Split(s)
+	if err != nil {
+		return nil, fmt.Errorf("split %q: %w", s, err)
+	}
+	if len(words) == 0 {
+		return nil, fmt.Errorf("split %q: empty command", s)
+	}
+	return words, nil
+}
+
+// HostSpec is the "[user@]host[:port]" form of a profile's host.
+type HostSpec struct {
+	User string
+	Host string
+	// Port is 0 when not given, so ssh_config may supply it.
+	Port int
+}
+
+// ParseHost parses "[user@]host[:port]"; IPv6 literals take brackets
+// ("[::1]:2222").
+func ParseHost(s string) (HostSpec, error) {
+	var h HostSpec
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		h.User, s = s[:i], s[i+1:]
+		if h.User == "" {
+			return h, fmt.Errorf("%q: empty user name", s)
+		}
+	}
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return h, fmt.Errorf("%q: missing ']'", s)
+		}
+		h.Host, s = s[1:end], s[end+1:]
+		if s != "" {
+			if !strings.HasPrefix(s, ":") {
+				return h, fmt.Errorf("%q: unexpected text after ']'", s)
+			}
+			s = s[1:]
+			p, err := parsePort(s)
+			if err != nil {
+				return h, err
+			}
+			h.Port = p
+		}
+	} else if i := strings.LastIndex(s, ":"); i >= 0 && strings.Count(s, ":") == 1 {
+		p, err := parsePort(s[i+1:])
+		if err != nil {
+			return h, err
+		}
+		h.Host, h.Port = s[:i], p
+	} else {
+		h.Host = s
+	}
+	if h.Host == "" {
+		return h, errors.New("empty host name")
+	}
+	if strings.ContainsAny(h.Host, " \t\n'\"`$;&|<>") {
+		return h, fmt.Errorf("%q: invalid character in host name", h.Host)
+	}
+	return h, nil
+}
+
+func parsePort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("port %q: want a number from 1 to 65535", s)
+	}
+	return p, nil
+}
+
+// SafeName reduces a profile name to characters that are safe in a file name.
+func SafeName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteRune('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "profile"
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,319 @@
+package profiles
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	sshconfig "github.com/kevinburke/ssh_config"
+)
+
+// SSHSettings are the OpenSSH client settings of one host, as `ssh -G` prints
+// them. kq dials with these so that a host works in kq exactly when it works
+// with ssh.
+type SSHSettings struct {
+	// Alias is the name the user wrote (profile host or ssh_config Host).
+	Alias string
+	// HostName is the address actually dialled.
+	HostName string
+	User     string
+	Port     int
+	// IdentityFiles are tried in order; missing files are skipped.
+	IdentityFiles []string
+	// IdentitiesOnly limits agent keys to the configured identity files.
+	IdentitiesOnly bool
+	// IdentityAgent is the agent socket ("" means SSH_AUTH_SOCK, "none" off).
+	IdentityAgent string
+	// UserKnownHostsFiles and GlobalKnownHostsFiles are read for host keys;
+	// new keys would go to the first user file.
+	UserKnownHostsFiles   []string
+	GlobalKnownHostsFiles []string
+	// StrictHostKeyChecking is "yes", "ask", "accept-new" or "no".
+	StrictHostKeyChecking string
+	// ConnectTimeout bounds TCP connect and handshake; 0 means kq's default.
+	ConnectTimeout time.Duration
+	// ProxyJump is the configured jump chain ("none" or empty for none).
+	ProxyJump string
+	// BatchMode forbids prompts.
+	BatchMode bool
+	// Source says where these came from ("ssh -G" or "ssh_config parser").
+	Source string
+}
+
+// Address is "hostname:port", the key known_hosts entries are matched on.
+func (s SSHSettings) Address() string {
+	host := s.HostName
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(s.Port)
+}
+
+// KnownHostsFiles lists every known_hosts file to consult, user files first.
+func (s SSHSettings) KnownHostsFiles() []string {
+	return append(append([]string(nil), s.UserKnownHostsFiles...), s.GlobalKnownHostsFiles...)
+}
+
+// SSHResolver turns a profile's host into SSH settings.
+type SSHResolver struct {
+	// SSHPath is the OpenSSH client; empty means look up "ssh" on PATH, and
+	// "none" forces the Go parser (used where ssh is not installed).
+	SSHPath string
+	// Home expands "~"; empty means the current user's home directory.
+	Home string
+	// CurrentUser is the default login name; empty means the current user.
+	CurrentUser string
+}
+
+// Resolve returns the settings for host ("[user@]host[:port]" or an alias),
+// reading configFile instead of the user's ssh config when it is set.
+func (r SSHResolver) Resolve(ctx context.Context, host, configFile string) (SSHSettings, error) {
+	spec, err := ParseHost(host)
+	if err != nil {
+		return SSHSettings{}, fmt.Errorf("%w: host: %w", ErrInvalid, err)
+	}
+	configFile = r.expand(configFile)
+	if configFile != "" {
+		if _, err := os.Stat(configFile); err != nil {
+			return SSHSettings{}, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
+		}
+	}
+	sshPath := r.SSHPath
+	if sshPath == "" {
+		sshPath, _ = exec.LookPath("ssh")
+	}
+	var s SSHSettings
+	if sshPath != "" && sshPath != "none" {
+		s, err = r.fromSSHG(ctx, sshPath, spec, configFile)
+	} else {
+		s, err = r.fromParser(spec, configFile)
+	}
+	if err != nil {
+		return SSHSettings{}, err
+	}
+	s.Alias = spec.Host
+	return s, nil
+}
+
+func (r SSHResolver) fromSSHG(ctx context.Context, sshPath string, spec HostSpec, configFile string) (SSHSettings, error) {
+	args := []string{"-G"}
+	if configFile != "" {
+		args = append(args, "-F", configFile)
+	}
+	if spec.Port != 0 {
+		args = append(args, "-p", strconv.Itoa(spec.Port))
+	}
+	if spec.User != "" {
+		args = append(args, "-l", spec.User)
+	}
+	args = append(args, "--", spec.Host)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sshPath, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return SSHSettings{}, fmt.Errorf("%w: ssh -G %s: %s", ErrInvalid, spec.Host, firstLine(msg))
+	}
+	return r.parseSSHG(out)
+}
+
+// parseSSHG reads `ssh -G` output: one "key value" per line, keys lowercase.
+func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
+	s := SSHSettings{Source: "ssh -G"}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		key, val, _ := strings.Cut(sc.Text(), " ")
+		switch key {
+		case "hostname":
+			s.HostName = val
+		case "user":
+			s.User = val
+		case "port":
+			p, err := strconv.Atoi(val)
+			if err != nil {
+				return s, fmt.Errorf("ssh -G: port %q: %w", val, err)
+			}
+			s.Port = p
+		case "identityfile":
+			s.IdentityFiles = append(s.IdentityFiles, r.expand(val))
+		case "identitiesonly":
+			s.IdentitiesOnly = val == "yes"
+		case "identityagent":
+			s.IdentityAgent = r.expand(val)
+		case "userknownhostsfile":
+			s.UserKnownHostsFiles = r.expandList(val)
+		case "globalknownhostsfile":
+			s.GlobalKnownHostsFiles = r.expandList(val)
+		case "stricthostkeychecking":
+			s.StrictHostKeyChecking = normalizeStrict(val)
+		case "connecttimeout":
+			if n, err := strconv.Atoi(val); err == nil {
+				s.ConnectTimeout = time.Duration(n) * time.Second
+			}
+		case "proxyjump":
+			s.ProxyJump = val
+		case "batchmode":
+			s.BatchMode = val == "yes"
+		}
+	}
+	return s, sc.Err()
+}
+
+func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, error) {
+	get := func(key string) (string, error) { return sshconfig.GetStrict(spec.Host, key) }
+	getAll := func(key string) ([]string, error) { return sshconfig.GetAllStrict(spec.Host, key) }
+	if configFile != "" {
+		f, err := os.Open(configFile)
+		if err != nil {
+			return SSHSettings{}, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
+		}
+		cfg, err := sshconfig.Decode(f)
+		f.Close()
+		if err != nil {
+			return SSHSettings{}, fmt.Errorf("%w: ssh config %s: %w", ErrInvalid, configFile, err)
+		}
+		get = func(key string) (string, error) {
+			v, err := cfg.Get(spec.Host, key)
+			if v == "" && err == nil {
+				v = sshconfig.Default(key)
+			}
+			return v, err
+		}
+		getAll = func(key string) ([]string, error) { return cfg.GetAll(spec.Host, key) }
+	}
+	var errs []error
+	str := func(key string) string {
+		v, err := get(key)
+		errs = append(errs, err)
+		return v
+	}
+	s := SSHSettings{Source: "ssh_config parser"}
+	s.HostName = str("HostName")
+	if s.HostName == "" {
+		s.HostName = spec.Host
+	}
+	s.HostName = strings.ReplaceAll(s.HostName, "%h", spec.Host)
+	s.User = spec.User
+	if u := str("User"); s.User == "" {
+		s.User = u
+	}
+	if s.User == "" {
+		s.User = r.currentUser()
+	}
+	s.Port = spec.Port
+	if s.Port == 0 {
+		s.Port = 22
+		if p := str("Port"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return s, fmt.Errorf("%w: ssh config: Port %q: %w", ErrInvalid, p, err)
+			}
+			s.Port = n
+		}
+	}
+	ids, err := getAll("IdentityFile")
+	errs = append(errs, err)
+	for _, id := range ids {
+		s.IdentityFiles = append(s.IdentityFiles, r.expand(id))
+	}
+	if len(s.IdentityFiles) == 0 {
+		for _, n := range []string{"id_rsa", "id_ecdsa", "id_ed25519"} {
+			s.IdentityFiles = append(s.IdentityFiles, r.expand("~/.ssh/"+n))
+		}
+	}
+	s.IdentitiesOnly = strings.EqualFold(str("IdentitiesOnly"), "yes")
+	s.IdentityAgent = r.expand(str("IdentityAgent"))
+	s.UserKnownHostsFiles = r.expandList(str("UserKnownHostsFile"))
+	if len(s.UserKnownHostsFiles) == 0 {
+		s.UserKnownHostsFiles = []string{r.expand("~/.ssh/known_hosts"), r.expand("~/.ssh/known_hosts2")}
+	}
+	s.GlobalKnownHostsFiles = r.expandList(str("GlobalKnownHostsFile"))
+	if len(s.GlobalKnownHostsFiles) == 0 && runtime.GOOS != "windows" {
+		s.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+	}
+	s.StrictHostKeyChecking = normalizeStrict(str("StrictHostKeyChecking"))
+	if n, err := strconv.Atoi(str("ConnectTimeout")); err == nil {
+		s.ConnectTimeout = time.Duration(n) * time.Second
+	}
+	s.ProxyJump = str("ProxyJump")
+	s.BatchMode = strings.EqualFold(str("BatchMode"), "yes")
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
+	}
+	return s, nil
+}
+
+func normalizeStrict(v string) string {
+	switch strings.ToLower(v) {
+	case "yes", "true":
+		return "yes"
+	case "no", "false", "off":
+		return "no"
+	case "accept-new":
+		return "accept-new"
+	default:
+		return "ask"
+	}
+}
+
+func (r SSHResolver) home() string {
+	if r.Home != "" {
+		return r.Home
+	}
+	h, _ := os.UserHomeDir()
+	return h
+}
+
+func (r SSHResolver) currentUser() string {
+	if r.CurrentUser != "" {
+		return r.CurrentUser
+	}
+	for _, k := range []string{"USER", "LOGNAME", "USERNAME"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return "root"
+}
+
+// expand replaces a leading "~" with the home directory, as ssh does for
+// file options.
+func (r SSHResolver) expand(p string) string {
+	if p == "~" {
+		return r.home()
+	}
+	if strings.HasPrefix(p, "~/") {
+		return filepath.Join(r.home(), p[2:])
+	}
+	return p
+}
+
+func (r SSHResolver) expandList(v string) []string {
+	var out []string
+	for _, f := range strings.Fields(v) {
+		if f != "none" {
+			out = append(out, r.expand(f))
+		}
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
