@@ -1,0 +1,82 @@
+package cmd
+
+import (
+	"context"
+	"os"
+
+	"github.com/kq-dev/kq/config"
+	"github.com/kq-dev/kq/launcher"
+	"github.com/kq-dev/kq/profiles"
+	"github.com/spf13/cobra"
+)
+
+// addRunFlags declares the flags of "kq run". They are read through
+// config.OverrideLayer (their names match config.Overrides), which is what
+// lets a flag that was set beat KQ_* and the file, and one that was not
+// leave them alone.
+func addRunFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.String("frontend", "", `frontend command for this run, split like a shell would ("{connection_file}" is replaced)`)
+	f.String("kernel", "", "remote kernel command for this run (kq appends -f FILE)")
+	f.Bool("keep", false, "leave the kernel running when the session ends and print its connection file")
+}
+
+func newRunCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run PROFILE [-- FRONTEND-ARGS]",
+		Short: "Start a remote kernel and a local frontend for PROFILE",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError(c, "missing PROFILE")
+			}
+			var err error
+			*code, err = runSession(ctx, c, g, args, stdio, sigs)
+			return err
+		},
+	}
+	addRunFlags(c)
+	return c
+}
+
+// runSession resolves the profile named by args[0] and runs it. Words after
+// "--" are appended to the frontend's argv.
+func runSession(ctx context.Context, c *cobra.Command, g *globalOptions, args []string, stdio IO, sigs <-chan os.Signal) (int, error) {
+	var extra []string
+	if dash := c.ArgsLenAtDash(); dash >= 0 {
+		args, extra = args[:dash], args[dash:]
+	}
+	if len(args) != 1 {
+		return ExitUsage, usageError(c, "want exactly one PROFILE before '--'")
+	}
+	p, err := resolveProfile(c, g, args[0])
+	if err != nil {
+		return ExitUsage, err
+	}
+	p.Frontend = append(p.Frontend, extra...)
+	res, err := launcher.Run(ctx, launcher.Options{
+		Profile:         p,
+		Stdin:           stdio.In,
+		Stdout:          stdio.Out,
+		Stderr:          stdio.Err,
+		StdinIsTerminal: stdio.InIsTerminal,
+		Quiet:           g.quiet,
+		Verbose:         g.verbose,
+		Signals:         sigs,
+	})
+	if err != nil {
+		return exitCode(err), err
+	}
+	return res.ExitCode, nil
+}
+
+// resolveProfile loads the config and resolves name under the environment
+// and the flags that were set.
+func resolveProfile(c *cobra.Command, g *globalOptions, name string) (profiles.Profile, error) {
+	path, explicit := config.Locate(g.configFile)
+	f, err := config.Load(path, explicit)
+	if err != nil {
+		return profiles.Profile{}, err
+	}
+	return config.Resolve(f, name, c.Flags())
+}

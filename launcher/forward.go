@@ -1,0 +1,179 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+)
+
+// Dialer opens a connection as seen from the SSH server; *ssh.Client is one.
+type Dialer interface {
+	Dial(network, addr string) (net.Conn, error)
+}
+
+// Forward is one local listener relaying to one remote address.
+type Forward struct {
+	// Name is the connection-file field, e.g. "shell_port".
+	Name string
+	// Remote is the target as seen from the SSH host ("127.0.0.1:PORT").
+	Remote string
+	// Local is the bound listener address on 127.0.0.1.
+	Local *net.TCPAddr
+}
+
+// forwarder relays every accepted local connection through one SSH
+// connection. Listeners are bound first, on free ports of 127.0.0.1 only, so
+// two sessions never collide and nothing is reachable from the network.
+type forwarder struct {
+	dialer    Dialer
+	forwards  []Forward
+	listeners []net.Listener
+
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	firstErr error
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// Target names a remote port to forward.
+type Target struct {
+	Name string
+	Host string
+	Port int
+}
+
+// listenForwards binds one listener per target and starts relaying.
+func listenForwards(d Dialer, targets []Target) (*forwarder, error) {
+	f := &forwarder{dialer: d, conns: map[net.Conn]struct{}{}}
+	for _, t := range targets {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			f.close()
+			return nil, withKind(ErrForward, "", fmt.Errorf("listen for %s: %w", t.Name, err))
+		}
+		f.listeners = append(f.listeners, ln)
+		f.forwards = append(f.forwards, Forward{
+			Name:   t.Name,
+			Remote: net.JoinHostPort(t.Host, strconv.Itoa(t.Port)),
+			Local:  ln.Addr().(*net.TCPAddr),
+		})
+	}
+	for i, ln := range f.listeners {
+		f.wg.Add(1)
+		go f.serve(ln, f.forwards[i].Remote)
+	}
+	return f, nil
+}
+
+func (f *forwarder) serve(ln net.Listener, remote string) {
+	defer f.wg.Done()
+	for {
+		local, err := ln.Accept()
+		if err != nil {
+			return // listener closed
+		}
+		if !f.track(local) {
+			local.Close()
+			return
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer f.untrack(local)
+			rc, err := f.dialer.Dial("tcp", remote)
+			if err != nil {
+				f.noteErr(fmt.Errorf("open forward to %s: %w", remote, err))
+				local.Close()
+				return
+			}
+			if !f.track(rc) {
+				rc.Close()
+				local.Close()
+				return
+			}
+			defer f.untrack(rc)
+			relay(local, rc)
+		}()
+	}
+}
+
+// relay copies both ways, passing a half-close on as a half-close, and
+// closes both ends when both directions are done.
+func relay(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(b, a)
+		closeWrite(b)
+	}()
+	_, _ = io.Copy(a, b)
+	closeWrite(a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+func (f *forwarder) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *forwarder) untrack(c net.Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+	c.Close()
+}
+
+func (f *forwarder) noteErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.firstErr == nil {
+		f.firstErr = err
+	}
+}
+
+// dialError is the first failure to open a forward, if any; it explains a
+// ready check that got no answer.
+func (f *forwarder) dialError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.firstErr
+}
+
+// close stops the listeners, cuts every relayed connection and waits for
+// the relays to finish.
+func (f *forwarder) close() error {
+	f.mu.Lock()
+	f.closed = true
+	var errs []error
+	for _, ln := range f.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+	return errors.Join(errs...)
+}

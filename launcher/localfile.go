@@ -1,0 +1,67 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// LocalRuntimeDir is where Jupyter clients on this machine look for
+// connection files (what `jupyter --runtime-dir` prints), so that
+// `jupyter console --existing NAME` finds kq's file by name.
+func LocalRuntimeDir() (string, error) {
+	if d := os.Getenv("JUPYTER_RUNTIME_DIR"); d != "" {
+		return d, nil
+	}
+	data, err := jupyterDataDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(data, "runtime"), nil
+}
+
+// jupyterDataDir follows jupyter_core.paths.jupyter_data_dir.
+func jupyterDataDir() (string, error) {
+	if d := os.Getenv("JUPYTER_DATA_DIR"); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find home directory: %w", err)
+	}
+	switch runtime.GOOS {
+	case "darwin":
+		return filepath.Join(home, "Library", "Jupyter"), nil
+	case "windows":
+		if a := os.Getenv("APPDATA"); a != "" {
+			return filepath.Join(a, "jupyter"), nil
+		}
+		return filepath.Join(home, ".jupyter", "data"), nil
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "jupyter"), nil
+	}
+	return filepath.Join(home, ".local", "share", "jupyter"), nil
+}
+
+// writeLocalFile creates dir (0700) and, exclusively, the file (0600), so
+// that the key is never readable by another user, not even for a moment.
+func writeLocalFile(dir, name string, data []byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create runtime dir: %w", err)
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create connection file: %w", err)
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("write connection file %s: %w", path, err)
+	}
+	return path, nil
+}

@@ -1,0 +1,204 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kq-dev/kq/launcher/connfile"
+)
+
+// kernelPython is the interpreter that has ipykernel on the machines kq is
+// developed on; "python3" on PATH may be a different one without Jupyter.
+const kernelPython = "/usr/bin/python3"
+
+// kernel is a real ipykernel started for a test.
+type kernel struct {
+	info   *connfile.Info
+	cmd    *exec.Cmd
+	exited chan error // receives cmd.Wait's result once
+	log    string     // path of the kernel's stdout+stderr
+}
+
+func (k *kernel) endpoint(t *testing.T, name string) string {
+	t.Helper()
+	ep, err := k.info.Endpoint(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ep
+}
+
+func (k *kernel) key() []byte { return []byte(k.info.Key) }
+
+// startKernel runs `python3 -m ipykernel_launcher -f DIR/k.json`, waits
+// (bounded) until the kernel has written a complete, valid connection file,
+// and kills the kernel by PID when the test ends.
+func startKernel(t *testing.T) *kernel {
+	t.Helper()
+	if out, err := exec.Command(kernelPython, "-c", "import ipykernel").CombinedOutput(); err != nil {
+		t.Skipf("%s cannot import ipykernel: %v: %s", kernelPython, err, out)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "k.json")
+	logPath := filepath.Join(dir, "kernel.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+
+	cmd := exec.Command(kernelPython, "-m", "ipykernel_launcher", "-f", file)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"JUPYTER_RUNTIME_DIR="+filepath.Join(dir, "runtime"),
+		"JUPYTER_DATA_DIR="+filepath.Join(dir, "data"),
+		"JUPYTER_CONFIG_DIR="+filepath.Join(dir, "config"),
+		"IPYTHONDIR="+filepath.Join(dir, "ipython"),
+		"PYDEVD_DISABLE_FILE_VALIDATION=1",
+	)
+	// An *os.File (not a buffer) so exec starts no copying goroutine that
+	// the leak checks would see.
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	k := &kernel{cmd: cmd, exited: make(chan error, 1), log: logPath}
+	go func() { k.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-k.exited:
+			return // already gone (Shutdown worked)
+		default:
+		}
+		_ = cmd.Process.Kill() // by PID
+		select {
+		case <-k.exited:
+		case <-time.After(30 * time.Second):
+			t.Errorf("kernel pid %d did not exit after SIGKILL", cmd.Process.Pid)
+		}
+	})
+
+	// The kernel writes the file itself, possibly in more than one write;
+	// parse until it is complete and valid.
+	var lastErr error
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; i < 1200 && time.Now().Before(deadline); i++ {
+		data, err := os.ReadFile(file)
+		if err == nil {
+			k.info, lastErr = connfile.Parse(data)
+			if lastErr == nil {
+				return k
+			}
+		} else {
+			lastErr = err
+		}
+		select {
+		case err := <-k.exited:
+			k.exited <- err // keep it for Cleanup
+			t.Fatalf("kernel exited before writing %s: %v\n%s", file, err, k.logText())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no valid connection file from the kernel: %v\n%s", lastErr, k.logText())
+	return nil
+}
+
+func (k *kernel) logText() string {
+	b, _ := os.ReadFile(k.log)
+	return string(b)
+}
+
+// TestKernel talks to a real ipykernel: the subtests share one kernel and run
+// in order, the last one shutting it down.
+func TestKernel(t *testing.T) {
+	k := startKernel(t)
+	shell := k.endpoint(t, connfile.Shell)
+	control := k.endpoint(t, connfile.Control)
+
+	t.Run("kernel_info", func(t *testing.T) {
+		checkLeaks(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		reply, err := KernelInfo(ctx, shell, k.key())
+		if err != nil {
+			t.Fatalf("KernelInfo: %v\n%s", err, k.logText())
+		}
+		v, _ := reply.Content["protocol_version"].(string)
+		if !strings.HasPrefix(v, "5.") {
+			t.Errorf("protocol_version = %q", v)
+		}
+		if reply.Header.MsgType != "kernel_info_reply" || reply.Status() != "ok" {
+			t.Errorf("reply header %+v status %q", reply.Header, reply.Status())
+		}
+		t.Logf("kernel: %v, protocol %s", reply.Content["implementation"], v)
+	})
+
+	t.Run("wrong key gets no reply", func(t *testing.T) {
+		checkLeaks(t)
+		wrong := []byte("0000000-wrong-key-not-the-kernels")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		reply, err := KernelInfo(ctx, shell, wrong)
+		if err == nil {
+			t.Fatalf("kernel answered a request signed with the wrong key: %+v", reply)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("error = %v, want the deadline", err)
+		}
+		for _, key := range [][]byte{wrong, k.key()} {
+			if strings.Contains(err.Error(), string(key)) {
+				t.Errorf("error contains a key: %v", err)
+			}
+		}
+		t.Logf("error: %v", err)
+	})
+
+	t.Run("execute", func(t *testing.T) {
+		checkLeaks(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		reply, err := Request(ctx, shell, k.key(), "execute_request", map[string]any{
+			"code":             "x=41+1",
+			"silent":           false,
+			"store_history":    true,
+			"user_expressions": map[string]any{"x": "x"},
+			"allow_stdin":      false,
+			"stop_on_error":    true,
+		})
+		if err != nil {
+			t.Fatalf("execute_request: %v\n%s", err, k.logText())
+		}
+		if reply.Header.MsgType != "execute_reply" || reply.Status() != "ok" {
+			t.Fatalf("reply %+v content %v", reply.Header, reply.Content)
+		}
+		// The expression proves the code really ran in the kernel.
+		ue, _ := reply.Content["user_expressions"].(map[string]any)
+		x, _ := ue["x"].(map[string]any)
+		data, _ := x["data"].(map[string]any)
+		if data["text/plain"] != "42" {
+			t.Errorf("user_expressions = %v, want x = 42", ue)
+		}
+	})
+
+	t.Run("shutdown", func(t *testing.T) {
+		checkLeaks(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := Shutdown(ctx, control, k.key()); err != nil {
+			t.Fatalf("Shutdown: %v\n%s", err, k.logText())
+		}
+		select {
+		case err := <-k.exited:
+			k.exited <- err
+			t.Logf("kernel pid %d exited: %v", k.cmd.Process.Pid, err)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("kernel pid %d still running 60s after shutdown_reply\n%s", k.cmd.Process.Pid, k.logText())
+		}
+	})
+}
