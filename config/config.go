@@ -319,7 +319,7 @@ func Resolve(f *File, name string, flags *pflag.FlagSet) (profiles.Profile, erro
 	}
 	p, err := profiles.Resolve(name, f.Defaults, l, ov)
 	if err != nil {
-		return p, &Error{File: f.Path, Msg: strings.TrimPrefix(err.Error(), profiles.ErrInvalid.Error()+" "),
+		return p, &Error{File: f.Path, Msg: err.Error(),
 			HintText: "fix the profile in the config file, or override it with KQ_* or a flag"}
 	}
 	return p, nil

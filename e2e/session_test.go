@@ -332,6 +332,13 @@ func TestKeep(t *testing.T) {
 	if !sshdtest.ProcessAlive(pid) || len(files) == 0 {
 		t.Fatalf("--keep: kernel alive %v, remote files %q", sshdtest.ProcessAlive(pid), files)
 	}
+	for _, f := range append(files, e.remoteRT) {
+		st, err := os.Stat(f)
+		must(t, err)
+		if st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("remote %s has mode %o: readable by others", f, st.Mode().Perm())
+		}
+	}
 	if !strings.Contains(r.stderr.String(), "kernel left running") || !strings.Contains(r.stderr.String(), files[0]) {
 		t.Errorf("path of the kept kernel not printed:\n%s", r.stderr)
 	}
@@ -343,4 +350,26 @@ func TestKeep(t *testing.T) {
 	for _, f := range files {
 		os.Remove(f)
 	}
+}
+
+// TestIPythonKernel: the manual recipe's `ipython kernel` works as the
+// kernel command, and so does a kernel whose environment comes from env:.
+func TestIPythonKernel(t *testing.T) {
+	e := newEnv(t, sshdtest.Options{})
+	p := e.baseProfile()
+	p["kernel"] = "/usr/bin/ipython3 kernel"
+	p["env"] = map[string]string{"KQ_E2E_VALUE": "it's $(not) expanded"}
+	e.writeConfig(map[string]profile{"p": p})
+	r, code := e.runToEnd([]string{"p"}, "KQ_TEST_CODE=import os; print(os.getpid()); print(os.environ['KQ_E2E_VALUE'])")
+	rep := r.report(t)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(rep.Out), "\n")
+	if len(lines) != 2 || lines[1] != "it's $(not) expanded" {
+		t.Fatalf("kernel output %q", rep.Out)
+	}
+	pid, err := strconv.Atoi(lines[0])
+	must(t, err)
+	e.assertClean([]int{pid}, rep.Ports)
 }

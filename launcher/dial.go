@@ -194,18 +194,6 @@ func dial(ctx context.Context, s profiles.SSHSettings) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, closeAgent, err := authMethods(s)
-	if err != nil {
-		return nil, err
-	}
-	defer closeAgent()
-	cfg := &ssh.ClientConfig{
-		User:              s.User,
-		Auth:              auth,
-		HostKeyCallback:   cb,
-		HostKeyAlgorithms: algos,
-		Timeout:           timeout,
-	}
 	deadline := time.Now().Add(timeout)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -217,6 +205,21 @@ func dial(ctx context.Context, s profiles.SSHSettings) (*ssh.Client, error) {
 		}
 		return nil, withKind(errConnect, "check the host name and port, and that sshd runs there",
 			fmt.Errorf("connect to %s: %w", where, err))
+	}
+	// Keys are loaded once the host is known to be there, so an unreachable
+	// host is reported as such, as ssh does.
+	auth, closeAgent, err := authMethods(s)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer closeAgent()
+	cfg := &ssh.ClientConfig{
+		User:              s.User,
+		Auth:              auth,
+		HostKeyCallback:   cb,
+		HostKeyAlgorithms: algos,
+		Timeout:           timeout,
 	}
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

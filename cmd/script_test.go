@@ -1,0 +1,31 @@
+package cmd
+
+import (
+	"os"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets testscript run the test binary as the kq command.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"kq": func() { os.Exit(Main(os.Args[1:])) },
+	})
+}
+
+// TestScripts runs the CLI behaviour scripts in testdata/script: flags,
+// config errors, exit codes and the one-line error and hint format.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			// Nothing of the developer's own setup may leak in.
+			env.Setenv("XDG_CONFIG_HOME", env.WorkDir+"/xdg")
+			env.Setenv("HOME", env.WorkDir+"/home")
+			env.Setenv("SSH_AUTH_SOCK", "")
+			env.Setenv("JUPYTER_RUNTIME_DIR", env.WorkDir+"/runtime")
+			return nil
+		},
+	})
+}

@@ -1,0 +1,170 @@
+package launcher
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tcpDialer dials directly: the forwarder's logic without SSH.
+type tcpDialer struct{}
+
+func (tcpDialer) Dial(network, addr string) (net.Conn, error) {
+	return net.DialTimeout(network, addr, 5*time.Second)
+}
+
+// TestForwardHalfClose: a client that half-closes still gets the server's
+// answer, which the server only sends after seeing EOF; and the listener is
+// on 127.0.0.1 at a port other than the target's.
+func TestForwardHalfClose(t *testing.T) {
+	srv, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go func() {
+		c, err := srv.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		data, _ := io.ReadAll(c) // until the client's half-close arrives
+		_, _ = c.Write([]byte("got " + string(data)))
+	}()
+	port := srv.Addr().(*net.TCPAddr).Port
+	fw, err := listenForwards(tcpDialer{}, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fw.forwards[0].Local
+	if !local.IP.Equal(net.IPv4(127, 0, 0, 1)) || local.Port == port {
+		t.Fatalf("listener %s: want 127.0.0.1 and a port other than %d", local, port)
+	}
+	c, err := net.Dial("tcp", local.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := io.ReadAll(c)
+	if err != nil || string(reply) != "got hello" {
+		t.Fatalf("reply %q, %v", reply, err)
+	}
+	c.Close()
+	if err := fw.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", local.String(), time.Second); err == nil {
+		t.Fatal("listener still accepts after close")
+	}
+}
+
+// TestForwardDialError: a refused forward is remembered to explain a
+// failed ready check.
+func TestForwardDialError(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing listens there now
+	fw, err := listenForwards(tcpDialer{}, []Target{{Name: "hb_port", Host: "127.0.0.1", Port: port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.close()
+	c, err := net.Dial("tcp", fw.forwards[0].Local.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.ReadAll(c) // closed by the forwarder once the dial fails
+	c.Close()
+	if err := fw.dialError(); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("dialError = %v", err)
+	}
+}
+
+// TestSupervisorScript runs the remote program with the local sh: quoting
+// of workdir and env survives hostile values, the protocol reports the
+// file, and "kill" stops the kernel and removes its files.
+func TestSupervisorScript(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("needs a POSIX sh")
+	}
+	dir := t.TempDir()
+	rt := filepath.Join(dir, "run time")
+	work := filepath.Join(dir, "it's a $(dir)")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fake := filepath.Join(dir, "fake.sh")
+	if err := os.WriteFile(fake, []byte(`printf '{"pwd": "%s", "v": "%s"}\n' "$(pwd)" "$KQ_V" > "$2"
+exec sleep 60
+`), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := KernelSpec{Command: "/bin/sh " + shQuote(fake), RuntimeDir: rt, Workdir: work,
+		Env: map[string]string{"KQ_V": `a'b"c $(x) \n`}, ID: "test-id"}
+	cmd := exec.Command("/bin/sh", "-c", supervisorScript(spec))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("supervisor ended early")
+			}
+			return l
+		case <-time.After(20 * time.Second):
+			t.Fatal("supervisor silent")
+		}
+		return ""
+	}
+	var got []string
+	for l := next(); l != tagEnd; l = next() {
+		got = append(got, l)
+	}
+	all := strings.Join(got, "\n")
+	wantFile := filepath.Join(rt, "kernel-kq-test-id.json")
+	if !strings.Contains(all, tagFile+wantFile) || !strings.Contains(all, tagPID) {
+		t.Fatalf("protocol:\n%s", all)
+	}
+	if !strings.Contains(all, `"pwd": "`+work+`"`) || !strings.Contains(all, `"v": "a'b"c $(x) \n"`) {
+		t.Fatalf("workdir or env mangled:\n%s", all)
+	}
+	if st, err := os.Stat(rt); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("runtime dir: %v %v", st, err)
+	}
+	if _, err := io.WriteString(stdin, "kill\n"); err != nil {
+		t.Fatal(err)
+	}
+	for l := next(); l != tagStopped; l = next() {
+	}
+	if _, err := os.Stat(wantFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("connection file not removed: %v", err)
+	}
+	_ = cmd.Wait()
+}
