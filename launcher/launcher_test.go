@@ -75,10 +75,9 @@ func TestForwardHalfClose(t *testing.T) {
 // TestForwardDialError: a refused forward is remembered to explain a
 // failed ready check.
 func TestForwardDialError(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close() // nothing listens there now
-	fw, err := listenForwards(tcpDialer{}, []Target{{Name: "hb_port", Host: "127.0.0.1", Port: port}})
+	// Nothing listens on 127.0.0.3; it must not be 127.0.0.1, where the
+	// forwarder's own new listener could get the same port and dial itself.
+	fw, err := listenForwards(tcpDialer{}, []Target{{Name: "hb_port", Host: "127.0.0.3", Port: 9}})
 	if err != nil {
 		t.Fatal(err)
 	}
