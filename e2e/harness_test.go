@@ -80,7 +80,7 @@ while time.time() < deadline:
 kc.stop_channels()
 ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
 print("KQTEST " + json.dumps({"file": cf, "mode": mode, "dirmode": dmode, "ip": info["ip"], "ports": ports,
-      "key": info["key"], "out": "".join(out), "pid": os.getpid()}), flush=True)
+      "key": info["key"], "out": "".join(out), "pid": os.getpid(), "argv": sys.argv[2:]}), flush=True)
 if os.environ.get("KQ_TEST_WAIT"):
     sys.stdin.read()
 sys.exit(int(os.environ.get("KQ_TEST_EXIT", "0")))
@@ -88,14 +88,15 @@ sys.exit(int(os.environ.get("KQ_TEST_EXIT", "0")))
 
 // report is what clientPy printed.
 type report struct {
-	File    string `json:"file"`
-	Mode    int    `json:"mode"`
-	DirMode int    `json:"dirmode"`
-	IP      string `json:"ip"`
-	Ports   []int  `json:"ports"`
-	Key     string `json:"key"`
-	Out     string `json:"out"`
-	PID     int    `json:"pid"`
+	File    string   `json:"file"`
+	Mode    int      `json:"mode"`
+	DirMode int      `json:"dirmode"`
+	IP      string   `json:"ip"`
+	Ports   []int    `json:"ports"`
+	Key     string   `json:"key"`
+	Out     string   `json:"out"`
+	PID     int      `json:"pid"`
+	Argv    []string `json:"argv"`
 }
 
 // env is one test's world: an sshd, a config, and the directories kq may

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -112,14 +113,18 @@ func listKQFiles(dir string) []string {
 	return m
 }
 
-// TestFrontendExitCode: kq exits with the frontend's code and still cleans up.
+// TestFrontendExitCode: kq exits with the frontend's code and still cleans
+// up; words after "--" reach the frontend.
 func TestFrontendExitCode(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
 	e.writeConfig(map[string]profile{"p": e.baseProfile()})
-	r, code := e.runToEnd([]string{"p"}, "KQ_TEST_EXIT=3")
+	r, code := e.runToEnd([]string{"p", "--", "--extra", "two words"}, "KQ_TEST_EXIT=3")
 	rep := r.report(t)
 	if code != 3 {
 		t.Fatalf("exit %d, want the frontend's 3\n%s", code, r.stderr)
+	}
+	if strings.Join(rep.Argv, "|") != "--extra|two words" {
+		t.Errorf("frontend args after --: %q", rep.Argv)
 	}
 	e.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
 }
@@ -139,6 +144,14 @@ func TestSecondFrontend(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "second sees 42") {
 		t.Fatalf("second frontend: %v\n%s", err, out)
 	}
+	// The key is on no command line, here or on the "server" (the same
+	// machine), while the session runs.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), rep.Key) {
+			t.Errorf("key on a command line: %s: %q", f, b)
+		}
+	}
 	r.stdin.Close()
 	if code := r.wait(t, time.Minute); code != 0 {
 		t.Fatalf("exit %d\n%s", code, r.stderr)
@@ -146,16 +159,31 @@ func TestSecondFrontend(t *testing.T) {
 	e.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
 }
 
-// TestSignalMidSession: SIGTERM (and SIGHUP) to kq while the frontend runs
-// stops the frontend and the kernel, removes everything, exits 130.
+// TestSignalMidSession: SIGTERM or SIGHUP to kq while the frontend runs
+// stops the frontend and the kernel, removes everything, exits 130; so
+// does a terminal's Ctrl-C (SIGINT to the whole process group), which ends
+// the frontend and with it the session.
 func TestSignalMidSession(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
-		t.Run(sig.String(), func(t *testing.T) {
+	cases := []struct {
+		name  string
+		sig   syscall.Signal
+		group bool
+	}{
+		{"SIGTERM", syscall.SIGTERM, false},
+		{"SIGHUP", syscall.SIGHUP, false},
+		{"Ctrl-C", syscall.SIGINT, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, sshdtest.Options{})
 			e.writeConfig(map[string]profile{"p": e.baseProfile()})
 			r := e.start([]string{"p"}, "KQ_TEST_WAIT=1")
 			rep := r.report(t)
-			must(t, r.cmd.Process.Signal(sig))
+			pid := r.cmd.Process.Pid
+			if c.group {
+				pid = -pid
+			}
+			must(t, syscall.Kill(pid, c.sig))
 			if code := r.wait(t, time.Minute); code != 130 {
 				t.Fatalf("exit %d, want 130\n%s", code, r.stderr)
 			}
@@ -200,13 +228,11 @@ func waitPIDFile(t *testing.T, path string) int {
 }
 
 // TestKernelFails: a python without ipykernel (site-packages switched off
-// with -S) is reported with the kernel's own error, exit 7, nothing left.
+// with -S, given with --kernel over the profile's good kernel) is reported with the kernel's own error, exit 7, nothing left.
 func TestKernelFails(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
-	p := e.baseProfile()
-	p["kernel"] = sysPython + " -S -m ipykernel_launcher"
-	e.writeConfig(map[string]profile{"p": p})
-	r, code := e.runToEnd([]string{"p"})
+	e.writeConfig(map[string]profile{"p": e.baseProfile()})
+	r, code := e.runToEnd([]string{"run", "--kernel", sysPython + " -S -m ipykernel_launcher", "p"})
 	if code != 7 {
 		t.Fatalf("exit %d, want 7\n%s", code, r.stderr)
 	}
@@ -372,4 +398,34 @@ func TestIPythonKernel(t *testing.T) {
 	pid, err := strconv.Atoi(lines[0])
 	must(t, err)
 	e.assertClean([]int{pid}, rep.Ports)
+}
+
+// TestHostForms: `host: user@address:port` works with an ssh config that
+// only names the key and known_hosts, and a known_hosts with hashed host
+// names (ssh-keygen -H) is honoured.
+func TestHostForms(t *testing.T) {
+	e := newEnv(t, sshdtest.Options{})
+	hashed := filepath.Join(e.dir, "known_hosts_hashed")
+	data, err := os.ReadFile(e.srv.KnownHosts)
+	must(t, err)
+	must(t, os.WriteFile(hashed, data, 0o600))
+	if out, err := exec.Command("/usr/bin/ssh-keygen", "-H", "-f", hashed).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -H: %v %s", err, out)
+	}
+	if b, _ := os.ReadFile(hashed); !strings.HasPrefix(string(b), "|1|") {
+		t.Fatalf("known_hosts not hashed: %s", b)
+	}
+	generic := filepath.Join(e.dir, "ssh_config_generic")
+	must(t, os.WriteFile(generic, []byte(fmt.Sprintf("Host *\n  IdentityFile %s\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n",
+		e.srv.ClientKey, hashed)), 0o600))
+	p := e.baseProfile()
+	p["host"] = fmt.Sprintf("%s@%s:%d", e.srv.User, e.srv.Host, e.srv.Port)
+	p["ssh_config"] = generic
+	e.writeConfig(map[string]profile{"p": p})
+	r, code := e.runToEnd([]string{"p"})
+	rep := r.report(t)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	e.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
 }

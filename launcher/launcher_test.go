@@ -2,6 +2,10 @@ package launcher
 
 import (
 	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kq-dev/kq/profiles"
+	"golang.org/x/crypto/ssh"
 )
 
 // tcpDialer dials directly: the forwarder's logic without SSH.
@@ -166,4 +173,51 @@ exec sleep 60
 		t.Fatalf("connection file not removed: %v", err)
 	}
 	_ = cmd.Wait()
+}
+
+// TestDialHandshakeDeadline: a host that accepts TCP but never speaks SSH
+// fails after ConnectTimeout instead of hanging kq.
+func TestDialHandshakeDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			held <- c // accepted, never answered
+		}
+	}()
+	defer func() {
+		select {
+		case c := <-held:
+			c.Close()
+		default:
+		}
+	}()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "id")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := profiles.SSHSettings{HostName: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, User: "u",
+		IdentityFiles: []string{keyFile}, ConnectTimeout: 300 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() {
+		_, err := dial(context.Background(), s)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errConnect) || !strings.Contains(err.Error(), "handshake timed out") {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dial did not honour ConnectTimeout")
+	}
 }
