@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kq-dev/kq/profiles"
@@ -52,12 +53,7 @@ func (e *hostKeyError) hint() string {
 // hostKeyCallback checks keys against the known_hosts files in s. Missing
 // files are skipped (no file at all means every host is unknown).
 func hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCallback, []string, error) {
-	var files []string
-	for _, f := range s.KnownHostsFiles() {
-		if _, err := os.Stat(f); err == nil {
-			files = append(files, f)
-		}
-	}
+	files := existing(s.KnownHostsFiles())
 	var db *knownhosts.HostKeyDB
 	if len(files) > 0 {
 		var err error
@@ -182,36 +178,120 @@ func containsSigner(list []ssh.Signer, s ssh.Signer) bool {
 	return false
 }
 
-// dial opens one authenticated, host-key-checked SSH connection to s.
-// TCP connect and the handshake share one deadline, and ctx cancels both.
-func dial(ctx context.Context, s profiles.SSHSettings) (*ssh.Client, error) {
-	where := fmt.Sprintf("%s@%s", s.User, s.Address())
+// hopName describes a hop in errors: its name, its place in the chain and
+// the settings it was resolved to, so a failure says which machine and
+// which key, user and known_hosts were involved.
+func hopName(s profiles.SSHSettings, i, n int) string {
+	role := "host"
+	if i < n-1 {
+		role = fmt.Sprintf("jump host %d of %d", i+1, n-1)
+	}
+	ids := existing(s.IdentityFiles)
+	if len(ids) == 0 {
+		ids = []string{"none found"}
+	}
+	kh := existing(s.KnownHostsFiles())
+	if len(kh) == 0 {
+		kh = []string{"none found"}
+	}
+	return fmt.Sprintf("%s %s (%s@%s, identity files %s, known_hosts %s)", role, s.Alias, s.User, s.Address(),
+		strings.Join(ids, " "), strings.Join(kh, " "))
+}
+
+// existing filters paths to the files that exist: ssh -G lists every
+// default identity file whether it is there or not.
+func existing(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// chain is the SSH connections of a session, outermost first; the last one
+// is the host's.
+type chain struct {
+	clients []*ssh.Client
+}
+
+// host is the connection to the profile's host.
+func (c *chain) host() *ssh.Client { return c.clients[len(c.clients)-1] }
+
+// Close closes the connections innermost first, as each one rides on the
+// one before it.
+func (c *chain) Close() error {
+	var errs []error
+	for i := len(c.clients) - 1; i >= 0; i-- {
+		if err := ignoreClosed(c.clients[i].Close()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dialChain opens the hops in order over one TCP connection from here: the
+// first by TCP, each next one as a direct-tcpip channel through the one
+// before. Each hop is host-key checked under its own name. A session is
+// started on every jump host's connection: sshd switches Nagle's algorithm
+// off only once a session exists, and a forwarding-only hop otherwise
+// delays every small message by tens of milliseconds.
+func dialChain(ctx context.Context, hops []profiles.SSHSettings) (*chain, error) {
+	c := &chain{}
+	for i, s := range hops {
+		var via *ssh.Client
+		if i > 0 {
+			via = c.clients[i-1]
+		}
+		client, err := dialHop(ctx, via, s, hopName(s, i, len(hops)))
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.clients = append(c.clients, client)
+		if i < len(hops)-1 {
+			go nudgeNoDelay(client)
+		}
+	}
+	return c, nil
+}
+
+// nudgeNoDelay runs "true" on a jump host; its outcome does not matter
+// (a host may forbid commands and still forward).
+func nudgeNoDelay(c *ssh.Client) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	_ = sess.Run("true")
+}
+
+// dialHop opens one authenticated, host-key-checked SSH connection to s,
+// directly (via == nil) or through via. Connect and handshake share one
+// deadline, and ctx cancels both.
+func dialHop(ctx context.Context, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, error) {
 	timeout := s.ConnectTimeout
 	if timeout <= 0 {
 		timeout = DefaultConnectTimeout
 	}
 	cb, algos, err := hostKeyCallback(s)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	deadline := time.Now().Add(timeout)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
+	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", s.Address())
+	conn, err := connect(dctx, via, s.Address())
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, withKind(ErrInterrupted, "", fmt.Errorf("connect to %s: %w", where, ctx.Err()))
-		}
-		return nil, withKind(errConnect, "check the host name and port, and that sshd runs there",
-			fmt.Errorf("connect to %s: %w", where, err))
+		return nil, classifyConnect(ctx, name, err)
 	}
 	// Keys are loaded once the host is known to be there, so an unreachable
 	// host is reported as such, as ssh does.
 	auth, closeAgent, err := authMethods(s)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer closeAgent()
 	cfg := &ssh.ClientConfig{
@@ -221,16 +301,74 @@ func dial(ctx context.Context, s profiles.SSHSettings) (*ssh.Client, error) {
 		HostKeyAlgorithms: algos,
 		Timeout:           timeout,
 	}
-	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, chans, reqs, err := ssh.NewClientConn(conn, s.Address(), cfg)
-	stop()
-	if err != nil {
+	// A channel has no deadlines of its own: closing the connection is what
+	// ends a handshake that runs out of time or is cancelled.
+	var timedOut atomic.Bool
+	stop := context.AfterFunc(dctx, func() {
+		timedOut.Store(true)
 		conn.Close()
-		return nil, classifyHandshake(ctx, where, err)
+	})
+	c, chans, reqs, err := ssh.NewClientConn(conn, s.Address(), cfg)
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil {
+			c.Close()
+			err = os.ErrDeadlineExceeded
+		}
+		if timedOut.Load() && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+		}
+		return nil, classifyHandshake(ctx, name, err)
 	}
-	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// connect opens the byte stream to addr: TCP from here, or a direct-tcpip
+// channel through via.
+func connect(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error) {
+	if via == nil {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := via.Dial("tcp", addr)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-ctx.Done():
+		go func() { // a late success must not leak a channel
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func classifyConnect(ctx context.Context, name string, err error) error {
+	var oce *ssh.OpenChannelError
+	switch {
+	case ctx.Err() != nil:
+		return withKind(ErrInterrupted, "", fmt.Errorf("connect to %s: %w", name, ctx.Err()))
+	case errors.As(err, &oce) && oce.Reason == ssh.Prohibited:
+		return withKind(ErrForward, "the jump host's sshd_config has AllowTcpForwarding no (or a PermitOpen that excludes this host)",
+			fmt.Errorf("connect to %s: the jump host before it forbids TCP forwarding: %w", name, err))
+	case errors.As(err, &oce):
+		return withKind(errConnect, "the jump host could not reach it: check HostName and Port as seen from the jump host",
+			fmt.Errorf("connect to %s through the jump host: %w", name, err))
+	case errors.Is(err, context.DeadlineExceeded):
+		return withKind(errConnect, "the host did not answer in time; check the address, or raise ConnectTimeout",
+			fmt.Errorf("connect to %s: timed out", name))
+	}
+	return withKind(errConnect, "check the host name and port, and that sshd runs there",
+		fmt.Errorf("connect to %s: %w", name, err))
 }
 
 // errConnect marks a network failure before SSH spoke; it maps to the
@@ -241,15 +379,15 @@ func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
 	switch {
 	case errors.As(err, &he):
-		return withKind(ErrHostKey, he.hint(), fmt.Errorf("ssh %s: %w", where, he))
+		return withKind(ErrHostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
 	case ctx.Err() != nil:
-		return withKind(ErrInterrupted, "", fmt.Errorf("ssh %s: %w", where, ctx.Err()))
+		return withKind(ErrInterrupted, "", fmt.Errorf("%s: %w", where, ctx.Err()))
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		return withKind(ErrAuth, "check that your public key is in the server's authorized_keys, or that ssh-agent holds the right key",
-			fmt.Errorf("ssh %s: server refused every key offered", where))
+			fmt.Errorf("%s: server refused every key offered", where))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return withKind(errConnect, "the host accepted TCP but did not complete the SSH handshake in time",
-			fmt.Errorf("ssh %s: handshake timed out", where))
+			fmt.Errorf("%s: handshake timed out", where))
 	}
-	return withKind(errConnect, "", fmt.Errorf("ssh %s: %w", where, err))
+	return withKind(errConnect, "", fmt.Errorf("%s: %w", where, err))
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"sync"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Dialer opens a connection as seen from the SSH server; *ssh.Client is one.
@@ -176,4 +178,22 @@ func (f *forwarder) close() error {
 	f.mu.Unlock()
 	f.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// probeForwarding asks the host to open a forward to a port that nothing
+// listens on. A host that forwards answers "connect failed"; one whose
+// sshd forbids forwarding answers "administratively prohibited", and then
+// kq stops before starting anything there.
+func probeForwarding(c *ssh.Client, name string) error {
+	conn, err := c.Dial("tcp", "127.0.0.1:1")
+	if err == nil {
+		conn.Close()
+		return nil
+	}
+	var oce *ssh.OpenChannelError
+	if errors.As(err, &oce) && oce.Reason == ssh.Prohibited {
+		return withKind(ErrForward, "the host's sshd_config has AllowTcpForwarding no (or a PermitOpen list); kq needs local forwarding",
+			fmt.Errorf("%s forbids TCP forwarding: %w", name, err))
+	}
+	return nil
 }

@@ -209,7 +209,7 @@ func TestDialHandshakeDeadline(t *testing.T) {
 		IdentityFiles: []string{keyFile}, ConnectTimeout: 300 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() {
-		_, err := dial(context.Background(), s)
+		_, err := dialHop(context.Background(), nil, s, "host h")
 		done <- err
 	}()
 	select {

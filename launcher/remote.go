@@ -28,6 +28,19 @@ type KernelSpec struct {
 	Env map[string]string
 	// ID names the remote files kernel-kq-<ID>.json and .log.
 	ID string
+	// IP, when set, is passed as --ip so the kernel listens there (a
+	// compute node's address) instead of its default 127.0.0.1.
+	IP string
+}
+
+// CommandLine is the kernel command as the remote shell runs it, with the
+// connection file path in "$1".
+func (k KernelSpec) CommandLine() string {
+	cmd := k.Command
+	if k.IP != "" {
+		cmd += " --ip=" + shQuote(k.IP)
+	}
+	return cmd + ` -f "$1"`
 }
 
 // remoteKernel is a kernel started over one SSH session. The session runs
@@ -112,7 +125,7 @@ func supervisorScript(k KernelSpec) string {
 	// init reaps it, and "kill -0" then tells the truth about it being
 	// alive. setsid gives it its own process group to signal as a whole.
 	w(`ss=; command -v setsid >/dev/null 2>&1 && ss=setsid`)
-	w(`pid=$( ( $ss sh -c %s sh "$f" </dev/null >"$log" 2>&1 & echo $! ) )`, shQuote(k.Command+` -f "$1"`))
+	w(`pid=$( ( $ss sh -c %s sh "$f" </dev/null >"$log" 2>&1 & echo $! ) )`, shQuote(k.CommandLine()))
 	w(`echo "%s$pid"`, tagPID)
 	w(`alive() { kill -0 "$pid" 2>/dev/null; }`)
 	w(`waitgone() { j=0; while alive && [ $j -lt $1 ]; do sleep 0.1; j=$((j+1)); done; }`)

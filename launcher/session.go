@@ -123,27 +123,44 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		}
 	}()
 
-	// 1. Resolve the host's SSH settings the way ssh would.
-	settings, err := o.Resolver.Resolve(ctx, p.Host, p.SSHConfig)
+	// 1. Resolve every hop's SSH settings the way ssh would.
+	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
 	if err != nil {
 		return res, withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
 	}
-	s.log.detail("ssh settings for %s (%s): %s@%s, identity files %s, known_hosts %s",
-		p.Host, settings.Source, settings.User, settings.Address(),
-		strings.Join(settings.IdentityFiles, " "), strings.Join(settings.KnownHostsFiles(), " "))
+	for i, h := range hops {
+		s.log.detail("%s, from %s", hopName(h, i, len(hops)), h.Source)
+	}
+	settings := hops[len(hops)-1]
 
-	// 2. Dial.
+	// 2. Dial the chain, and check the host forwards before starting
+	// anything there.
 	t0 := time.Now()
-	client, err := dial(ctx, settings)
+	ch, err := dialChain(ctx, hops)
 	if err != nil {
 		return res, err
 	}
-	s.push("close ssh connection", func() error { return ignoreClosed(client.Close()) })
-	s.log.step("connected to %s@%s in %s", settings.User, settings.Address(), since(t0))
+	s.push("close ssh connections", ch.Close)
+	client := ch.host()
+	if err := probeForwarding(client, hopName(settings, len(hops)-1, len(hops))); err != nil {
+		return res, err
+	}
+	via := ""
+	if len(hops) > 1 {
+		var names []string
+		for _, h := range hops[:len(hops)-1] {
+			names = append(names, h.Alias)
+		}
+		via = " via " + strings.Join(names, ", ")
+	}
+	s.log.step("connected to %s@%s%s in %s", settings.User, settings.Address(), via, since(t0))
 
 	// 3-4. Start the kernel and read its connection file back.
 	t0 = time.Now()
 	spec := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env, ID: uuid.NewString()}
+	if p.KernelIP != "" && p.KernelIP != "auto" {
+		spec.IP = p.KernelIP
+	}
 	rk, err := startKernel(ctx, client, spec)
 	if err != nil {
 		return res, fmt.Errorf("start kernel on %s: %w", settings.Alias, err)

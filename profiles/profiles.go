@@ -131,6 +131,9 @@ func (p Profile) Validate() error {
 	if _, err := ParseHost(p.Host); err != nil {
 		return fmt.Errorf("%w %q: host: %w", ErrInvalid, p.Name, err)
 	}
+	if _, err := SplitJump(p.Jump); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrInvalid, p.Name, err)
+	}
 	if strings.TrimSpace(p.Kernel) == "" {
 		return fmt.Errorf("%w %q: kernel: empty command", ErrInvalid, p.Name)
 	}

@@ -317,3 +317,70 @@ func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
 }
+
+// maxJumpDepth bounds ProxyJump chains (and catches loops in ssh config).
+const maxJumpDepth = 8
+
+// ResolveChain returns the settings of every hop from the first jump host
+// to host itself (last). jump is the profile's or the command line's chain
+// ("a,b", each "[user@]host[:port]" or an alias); "" means the host's own
+// ProxyJump from ssh config, and "none" means no jump at all. As with ssh,
+// the first jump host's own ProxyJump is followed too, so a config that
+// reaches login through bastion keeps working.
+func (r SSHResolver) ResolveChain(ctx context.Context, host, jump, configFile string) ([]SSHSettings, error) {
+	return r.resolveChain(ctx, host, jump, configFile, 0)
+}
+
+func (r SSHResolver) resolveChain(ctx context.Context, host, jump, configFile string, depth int) ([]SSHSettings, error) {
+	if depth > maxJumpDepth {
+		return nil, fmt.Errorf("%w: ProxyJump chain longer than %d hops (a loop in ssh config?)", ErrInvalid, maxJumpDepth)
+	}
+	target, err := r.Resolve(ctx, host, configFile)
+	if err != nil {
+		return nil, err
+	}
+	explicit := jump != ""
+	if !explicit {
+		jump = target.ProxyJump
+	}
+	hops, err := SplitJump(jump)
+	if err != nil {
+		return nil, err
+	}
+	if len(hops) == 0 {
+		return []SSHSettings{target}, nil
+	}
+	// The first jump is reached by its own means (its ProxyJump, if any);
+	// the later ones are reached through the earlier ones.
+	chain, err := r.resolveChain(ctx, hops[0], "", configFile, depth+1)
+	if err != nil {
+		return nil, fmt.Errorf("jump host %s: %w", hops[0], err)
+	}
+	for _, h := range hops[1:] {
+		s, err := r.Resolve(ctx, h, configFile)
+		if err != nil {
+			return nil, fmt.Errorf("jump host %s: %w", h, err)
+		}
+		chain = append(chain, s)
+	}
+	return append(chain, target), nil
+}
+
+// SplitJump parses a ProxyJump value: comma-separated hops, each
+// "[user@]host[:port]" or "ssh://[user@]host[:port]"; "none" and "" mean no
+// jump.
+func SplitJump(jump string) ([]string, error) {
+	jump = strings.TrimSpace(jump)
+	if jump == "" || strings.EqualFold(jump, "none") {
+		return nil, nil
+	}
+	var hops []string
+	for _, h := range strings.Split(jump, ",") {
+		h = strings.TrimPrefix(strings.TrimSpace(h), "ssh://")
+		if _, err := ParseHost(h); err != nil {
+			return nil, fmt.Errorf("%w: jump %q: %w", ErrInvalid, jump, err)
+		}
+		hops = append(hops, h)
+	}
+	return hops, nil
+}
