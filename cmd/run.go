@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/kq-dev/kq/config"
@@ -19,6 +20,8 @@ func addRunFlags(c *cobra.Command) {
 	f.String("frontend", "", `frontend command for this run, split like a shell would ("{connection_file}" is replaced)`)
 	f.String("kernel", "", "remote kernel command for this run (kq appends -f FILE)")
 	f.Bool("keep", false, "leave the kernel running when the session ends and print its connection file")
+	f.String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J ("none": ignore ssh config's ProxyJump)`)
+	f.Bool("dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
 }
 
 func newRunCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) *cobra.Command {
@@ -54,7 +57,7 @@ func runSession(ctx context.Context, c *cobra.Command, g *globalOptions, args []
 		return ExitUsage, err
 	}
 	p.Frontend = append(p.Frontend, extra...)
-	res, err := launcher.Run(ctx, launcher.Options{
+	opts := launcher.Options{
 		Profile:         p,
 		Stdin:           stdio.In,
 		Stdout:          stdio.Out,
@@ -63,7 +66,16 @@ func runSession(ctx context.Context, c *cobra.Command, g *globalOptions, args []
 		Quiet:           g.quiet,
 		Verbose:         g.verbose,
 		Signals:         sigs,
-	})
+	}
+	if dry, _ := c.Flags().GetBool("dry-run"); dry {
+		plan, err := launcher.Plan(ctx, opts)
+		if err != nil {
+			return exitCode(err), err
+		}
+		fmt.Fprint(stdio.Out, plan)
+		return ExitOK, nil
+	}
+	res, err := launcher.Run(ctx, opts)
 	if err != nil {
 		return exitCode(err), err
 	}

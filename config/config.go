@@ -220,7 +220,7 @@ type Override struct {
 
 // Overrides are the settings that KQ_* variables and flags may override.
 var Overrides = []Override{
-	{Key: "host"}, {Key: "jump"}, {Key: "ssh_config", Flag: "ssh-config"},
+	{Key: "host"}, {Key: "jump", Flag: "jump"}, {Key: "ssh_config", Flag: "ssh-config"},
 	{Key: "runtime_dir"}, {Key: "kernel", Flag: "kernel"}, {Key: "kernel_ip"},
 	{Key: "workdir"}, {Key: "linger"}, {Key: "frontend", Flag: "frontend"},
 	{Key: "keep", Flag: "keep"},

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,12 +114,7 @@ func supervisorScript(k KernelSpec) string {
 	if k.Workdir != "" {
 		w(`cd %s || { echo "%scannot cd to workdir %s"; exit 1; }`, shPath(k.Workdir), tagError, strings.ReplaceAll(k.Workdir, `"`, ``))
 	}
-	keys := make([]string, 0, len(k.Env))
-	for key := range k.Env {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
 		w("export %s=%s", key, shQuote(k.Env[key]))
 	}
 	// The kernel is started from a subshell so that it is not our child:

@@ -8,9 +8,10 @@ package profiles
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -146,7 +147,7 @@ func (p Profile) Validate() error {
 	if p.KernelIP != "" && p.KernelIP != "auto" && net.ParseIP(p.KernelIP) == nil {
 		return fmt.Errorf("%w %q: kernel_ip: %q is not an IP address or \"auto\"", ErrInvalid, p.Name, p.KernelIP)
 	}
-	for _, k := range sortedKeys(p.Env) {
+	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		if !envName.MatchString(k) {
 			return fmt.Errorf("%w %q: env: %q is not a valid variable name", ErrInvalid, p.Name, k)
 		}
@@ -254,13 +255,4 @@ func SafeName(name string) string {
 		return "profile"
 	}
 	return b.String()
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

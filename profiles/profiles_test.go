@@ -267,3 +267,85 @@ func TestResolveSSH(t *testing.T) {
 		t.Fatalf("missing ssh config: %v", err)
 	}
 }
+
+func TestSplitJump(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{"", nil, false},
+		{"none", nil, false},
+		{"login", []string{"login"}, false},
+		{"bastion, alice@login:2222", []string{"bastion", "alice@login:2222"}, false},
+		{"ssh://bob@jump.example.org:22", []string{"bob@jump.example.org:22"}, false},
+		{"a,,b", nil, true},
+		{"a:0", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := SplitJump(tt.in)
+			if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		})
+	}
+}
+
+const chainSSHConfig = `Host server
+  HostName 10.1.0.5
+  ProxyJump login
+Host login
+  HostName 10.0.0.2
+  ProxyJump bastion
+Host bastion
+  HostName 192.0.2.1
+Host loop1
+  ProxyJump loop2
+Host loop2
+  ProxyJump loop1
+`
+
+func TestResolveChain(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	if err := os.WriteFile(cfg, []byte(chainSSHConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resolvers := map[string]SSHResolver{"parser": {SSHPath: "none", Home: dir, CurrentUser: "me"}}
+	if path, err := exec.LookPath("ssh"); err == nil {
+		resolvers["ssh -G"] = SSHResolver{SSHPath: path, Home: dir, CurrentUser: "me"}
+	}
+	tests := []struct {
+		host, jump string
+		want       []string // HostName of every hop
+	}{
+		{"server", "", []string{"192.0.2.1", "10.0.0.2", "10.1.0.5"}},
+		{"server", "none", []string{"10.1.0.5"}},
+		{"server", "bastion,other:2200", []string{"192.0.2.1", "other", "10.1.0.5"}},
+		{"login", "", []string{"192.0.2.1", "10.0.0.2"}},
+		{"plain", "", []string{"plain"}},
+	}
+	for name, r := range resolvers {
+		for _, tt := range tests {
+			t.Run(name+"/"+tt.host+"/"+tt.jump, func(t *testing.T) {
+				hops, err := r.ResolveChain(context.Background(), tt.host, tt.jump, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, h := range hops {
+					got = append(got, h.HostName)
+				}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Fatalf("hops %q, want %q", got, tt.want)
+				}
+			})
+		}
+		t.Run(name+"/loop", func(t *testing.T) {
+			if _, err := r.ResolveChain(context.Background(), "loop1", "", cfg); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("a ProxyJump loop must be refused: %v", err)
+			}
+		})
+	}
+}

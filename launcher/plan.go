@@ -1,0 +1,88 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os/exec"
+	"slices"
+	"strings"
+)
+
+// Plan writes what Run would do with o, without connecting anywhere: each
+// hop with its resolved settings, the remote command, the forwarding
+// targets and the frontend. It is what --dry-run prints, so a user can see
+// why kq would reach the wrong machine before it does.
+func Plan(ctx context.Context, o Options) (string, error) {
+	p := o.Profile
+	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
+	if err != nil {
+		return "", withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("profile %s", p.Name)
+	for i, h := range hops {
+		role := "host"
+		if i < len(hops)-1 {
+			role = fmt.Sprintf("jump %d", i+1)
+		}
+		how := "TCP from here"
+		if i > 0 {
+			how = "through " + hops[i-1].Alias
+		}
+		w("%-7s %s", role+":", h.Alias)
+		w("    user %s, address %s, port %d (%s, from %s)", h.User, h.HostName, h.Port, how, h.Source)
+		w("    identity files: %s", listOrNone(existing(h.IdentityFiles), h.IdentityFiles))
+		w("    known_hosts:    %s (StrictHostKeyChecking %s)", listOrNone(existing(h.KnownHostsFiles()), h.KnownHostsFiles()), h.StrictHostKeyChecking)
+	}
+	host := hops[len(hops)-1]
+	spec := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env, ID: "<uuid>"}
+	if p.KernelIP != "" && p.KernelIP != "auto" {
+		spec.IP = p.KernelIP
+	}
+	rt := p.RuntimeDir
+	if rt == "" {
+		rt = "$(jupyter --runtime-dir), else ~/.local/share/jupyter/runtime"
+	}
+	w("remote command on %s (umask 077, own process group):", host.Alias)
+	var cmd []string
+	if p.Workdir != "" {
+		cmd = append(cmd, "cd "+shPath(p.Workdir)+" &&")
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
+		cmd = append(cmd, k+"="+shQuote(p.Env[k]))
+	}
+	cmd = append(cmd, strings.Replace(spec.CommandLine(), `"$1"`, "RUNTIME/kernel-kq-<uuid>.json", 1))
+	w("    %s", strings.Join(cmd, " "))
+	w("    RUNTIME: %s", rt)
+	target := "127.0.0.1"
+	switch {
+	case p.KernelIP == "auto":
+		target = "<ip in the kernel's connection file>"
+	case p.KernelIP != "":
+		target = p.KernelIP
+	}
+	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)
+	front := strings.Join(p.FrontendArgv("<local connection file>"), " ")
+	if _, err := exec.LookPath(p.Frontend[0]); err != nil {
+		front += "   (not found here!)"
+	}
+	w("frontend: %s", front)
+	if p.Keep {
+		w("on exit: leave the kernel running (keep)")
+	} else {
+		w("on exit: shutdown_request, then TERM/KILL to the kernel's process group; remove all files")
+	}
+	return b.String(), nil
+}
+
+func listOrNone(found, all []string) string {
+	if len(found) > 0 {
+		return strings.Join(found, " ")
+	}
+	if len(all) == 0 {
+		return "none"
+	}
+	return "none found (looked for " + strings.Join(all, " ") + ")"
+}
