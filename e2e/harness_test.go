@@ -118,15 +118,23 @@ type profile map[string]any
 
 func newEnv(t *testing.T, opts sshdtest.Options) *env {
 	t.Helper()
-	srv := sshdtest.Start(t, opts)
+	e := newBareEnv(t)
+	e.srv = sshdtest.Start(t, opts)
+	e.sshConfig = e.writeSSHConfig(e.srv.KnownHosts, e.srv.ClientKey)
+	return e
+}
+
+// newBareEnv is newEnv without a loopback sshd, for tests that build
+// their own hosts.
+func newBareEnv(t *testing.T) *env {
+	t.Helper()
 	dir := t.TempDir()
-	e := &env{t: t, srv: srv, dir: dir,
+	e := &env{t: t, dir: dir,
 		remoteRT: filepath.Join(dir, "remote-runtime"),
 		localRT:  filepath.Join(dir, "local-runtime"),
 		client:   filepath.Join(dir, "client.py"),
 	}
 	must(t, os.WriteFile(e.client, []byte(clientPy), 0o644))
-	e.sshConfig = e.writeSSHConfig(srv.KnownHosts, srv.ClientKey)
 	return e
 }
 

@@ -138,6 +138,11 @@ func supervisorScript(k KernelSpec) string {
 	w(`  i=0`)
 	w(`  while :; do`)
 	w(`    if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}'; then echo %s; cat "$f"; echo; echo %s; exit 0; fi`, tagBegin, tagEnd)
+	// A kernel started on another machine (ssh node, srun) may write its
+	// file where this host cannot see it; its command may print the JSON
+	// on standard output instead, from a "{" line to a "}" line.
+	w(`    if grep -q '"shell_port"' "$log" 2>/dev/null && sed -n '/^{/,/^}/p' "$log" | grep -q '^}'; then`)
+	w(`      echo "%sstandard output of the kernel command"; echo %s; sed -n '/^{/,/^}/p' "$log"; echo %s; exit 0; fi`, tagFile, tagBegin, tagEnd)
 	w(`    if ! alive; then echo "%skernel command exited before writing $f"; tail -n 20 "$log" | sed 's/^/%s/'; echo %s; exit 1; fi`, tagError, tagLog, tagFailed)
 	w(`    i=$((i+1)); if [ $i -gt 1200 ]; then echo "%sno connection file after 120s"; echo %s; exit 1; fi`, tagError, tagFailed)
 	w(`    sleep 0.1`)

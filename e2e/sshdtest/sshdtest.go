@@ -62,8 +62,13 @@ type Options struct {
 	// A line starting with "Match" and all lines after it are written at the
 	// end of the file, where sshd requires Match blocks to be.
 	ExtraConfig []string
-	// ListenAddr is the loopback address sshd listens on; default "127.0.0.1".
-	// Addresses outside 127.0.0.0/8 are refused so tests never leave the host.
+	// Netns, when set, is a network namespace made by the test: sshd runs
+	// inside it (ip netns exec), as a separate host of a test topology.
+	Netns string
+	// Port is sshd's port; 0 picks a free one (only outside a namespace).
+	Port int
+	// ListenAddr is the address sshd listens on; default "127.0.0.1". Outside
+	// a namespace it must be in 127.0.0.0/8, so tests never leave the host.
 	ListenAddr string
 }
 
@@ -125,7 +130,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || (!ip.IsLoopback() && opts.Netns == "") {
 		t.Fatalf("sshdtest: ListenAddr %q is not an IPv4 loopback address (127.0.0.0/8)", host)
 	}
 	u, err := user.Current()
@@ -183,7 +188,10 @@ func Start(t testing.TB, opts Options) *Server {
 
 	var lastErr error
 	for attempt := 1; attempt <= bindAttempts; attempt++ {
-		port, err := freePort(host)
+		port, err := opts.Port, error(nil)
+		if port == 0 {
+			port, err = freePort(host)
+		}
 		if err != nil {
 			t.Fatalf("sshdtest: find a free port on %s: %v", host, err)
 		}
@@ -192,14 +200,14 @@ func Start(t testing.TB, opts Options) *Server {
 			checkConfig(t, configPath)
 		}
 		_ = os.Remove(pidFile)
-		err = s.launch(configPath, pidFile)
+		err = s.launch(opts.Netns, configPath, pidFile)
 		if err == nil {
 			s.Port = port
 			s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
 			break
 		}
 		lastErr = err
-		if !errors.Is(err, errBind) {
+		if !errors.Is(err, errBind) || opts.Port != 0 {
 			break
 		}
 	}
@@ -222,13 +230,17 @@ var errBind = errors.New("sshd could not bind its port")
 
 // launch starts sshd and waits until it has written its PidFile, which it
 // does only once it listens. On success it sets s.PID and s.done.
-func (s *Server) launch(configPath, pidFile string) error {
+func (s *Server) launch(netns, configPath, pidFile string) error {
 	logf, err := os.OpenFile(s.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open sshd log: %w", err)
 	}
 	defer logf.Close() // the child has its own copy of the descriptor
 	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", configPath)
+	if netns != "" {
+		// ip netns exec execs sshd in place, so the PID is sshd's own.
+		cmd = exec.Command("/usr/sbin/ip", "netns", "exec", netns, SSHDPath, "-D", "-e", "-f", configPath)
+	}
 	// A file, not a pipe: per-connection sshd children inherit stderr and
 	// outlive the listener, and a pipe would make Wait block until they end.
 	cmd.Stdout = logf
