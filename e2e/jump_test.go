@@ -210,7 +210,8 @@ wait $k
 }
 
 // TestHopFailures: a jump host with a changed host key, one refusing the
-// key, one forbidding forwarding, and a host forbidding forwarding: each
+// key, a host refusing the connection, a jump host forbidding forwarding,
+// and a host forbidding forwarding: each
 // refused with the hop named and its exit code, nothing started remotely.
 func TestHopFailures(t *testing.T) {
 	tp := newTopology(t)
@@ -249,6 +250,9 @@ func TestHopFailures(t *testing.T) {
 		{"login refuses the key",
 			[]sshHost{{name: "login", srv: loginSSHD, key: other}, {name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "login"}},
 			nil, 4, []string{"jump host 1 of 1 login (root@" + loginSSHD.Addr, "identity files " + other, "refused every key"}},
+		{"host refuses the connection",
+			[]sshHost{{name: "login", srv: loginSSHD, key: loginSSHD.ClientKey}, {name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "login", port: 2299}},
+			nil, 1, []string{"connect to host server (root@" + serverAddr + ":2299", "through the jump host", "Connection refused"}},
 		{"jump host forbids forwarding",
 			[]sshHost{{name: "nofwd", srv: noFwdSSHD, key: noFwdSSHD.ClientKey}, {name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "nofwd"}},
 			nil, 6, []string{"host server", "the jump host before it forbids TCP forwarding", "AllowTcpForwarding no"}},

@@ -105,6 +105,7 @@ type sshHost struct {
 	srv  *sshdtest.Server
 	key  string // the identity the client offers it
 	jump string // its ProxyJump, if any
+	port int    // overrides srv.Port when set (a port where nothing listens)
 }
 
 // startSSHD runs sshd inside ns on addr:2222.
@@ -118,8 +119,12 @@ func (e *env) writeTopologyConfig(hosts []sshHost, knownHosts map[string]string)
 	var cfg, kh strings.Builder
 	khPath := filepath.Join(e.dir, fmt.Sprintf("known_hosts-%d", time.Now().UnixNano()))
 	for _, h := range hosts {
+		port := h.srv.Port
+		if h.port != 0 {
+			port = h.port
+		}
 		fmt.Fprintf(&cfg, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n",
-			h.name, h.srv.Host, h.srv.Port, h.srv.User, h.key)
+			h.name, h.srv.Host, port, h.srv.User, h.key)
 		if h.jump != "" {
 			fmt.Fprintf(&cfg, "  ProxyJump %s\n", h.jump)
 		}
