@@ -136,7 +136,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	// 2. Dial the chain, and check the host forwards before starting
 	// anything there.
 	t0 := time.Now()
-	ch, err := dialChain(ctx, hops)
+	pr := newPrompter(promptEnvFromOS(o.StdinIsTerminal))
+	defer closePrompter(pr)
+	auth := newAuthenticator(pr)
+	auth.log = &s.log
+	ch, err := dialChain(ctx, auth, hops)
 	if err != nil {
 		return res, err
 	}

@@ -186,6 +186,9 @@ stricthostkeychecking true
 connecttimeout 7
 proxyjump login
 batchmode yes
+passwordauthentication no
+numberofpasswordprompts 2
+hashknownhosts yes
 `
 	r := SSHResolver{Home: "/home/alice"}
 	got, err := r.parseSSHG([]byte(out))
@@ -195,7 +198,8 @@ batchmode yes
 	want := SSHSettings{HostName: "10.1.2.3", User: "alice", Port: 2222,
 		IdentityFiles: []string{"/home/alice/.ssh/id_ed25519", "/keys/work"}, IdentitiesOnly: true,
 		UserKnownHostsFiles: []string{"/home/alice/.ssh/known_hosts", "/etc/kh"}, StrictHostKeyChecking: "yes",
-		ConnectTimeout: 7 * time.Second, ProxyJump: "login", BatchMode: true, Source: "ssh -G"}
+		ConnectTimeout: 7 * time.Second, ProxyJump: "login", BatchMode: true, Source: "ssh -G",
+		KbdInteractiveAuthentication: true, NumberOfPasswordPrompts: 2, HashKnownHosts: true}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}

@@ -45,6 +45,14 @@ type SSHSettings struct {
 	ProxyJump string
 	// BatchMode forbids prompts.
 	BatchMode bool
+	// PasswordAuthentication and KbdInteractiveAuthentication allow those
+	// methods (OpenSSH's default: both yes).
+	PasswordAuthentication       bool
+	KbdInteractiveAuthentication bool
+	// NumberOfPasswordPrompts is how often a password or passphrase is asked.
+	NumberOfPasswordPrompts int
+	// HashKnownHosts says new known_hosts lines get hashed host names.
+	HashKnownHosts bool
 	// Source says where these came from ("ssh -G" or "ssh_config parser").
 	Source string
 }
@@ -134,7 +142,7 @@ func (r SSHResolver) fromSSHG(ctx context.Context, sshPath string, spec HostSpec
 
 // parseSSHG reads `ssh -G` output: one "key value" per line, keys lowercase.
 func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
-	s := SSHSettings{Source: "ssh -G"}
+	s := SSHSettings{Source: "ssh -G", PasswordAuthentication: true, KbdInteractiveAuthentication: true, NumberOfPasswordPrompts: 3}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		key, val, _ := strings.Cut(sc.Text(), " ")
@@ -169,6 +177,16 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			s.ProxyJump = val
 		case "batchmode":
 			s.BatchMode = val == "yes"
+		case "passwordauthentication":
+			s.PasswordAuthentication = val == "yes"
+		case "kbdinteractiveauthentication":
+			s.KbdInteractiveAuthentication = val == "yes"
+		case "numberofpasswordprompts":
+			if n, err := strconv.Atoi(val); err == nil {
+				s.NumberOfPasswordPrompts = n
+			}
+		case "hashknownhosts":
+			s.HashKnownHosts = val == "yes"
 		}
 	}
 	return s, sc.Err()
@@ -252,6 +270,13 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 	}
 	s.ProxyJump = str("ProxyJump")
 	s.BatchMode = strings.EqualFold(str("BatchMode"), "yes")
+	s.PasswordAuthentication = !strings.EqualFold(str("PasswordAuthentication"), "no")
+	s.KbdInteractiveAuthentication = !strings.EqualFold(str("KbdInteractiveAuthentication"), "no")
+	s.NumberOfPasswordPrompts = 3
+	if n, err := strconv.Atoi(str("NumberOfPasswordPrompts")); err == nil {
+		s.NumberOfPasswordPrompts = n
+	}
+	s.HashKnownHosts = strings.EqualFold(str("HashKnownHosts"), "yes")
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
 	}

@@ -1,0 +1,288 @@
+package launcher
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kq-dev/kq/profiles"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// authenticator holds what one run learns about credentials, so that a
+// passphrase is asked at most once per key however many hops use it.
+type authenticator struct {
+	prompt prompter
+	log    *reporter
+	// pause and resume bracket every prompt: the handshake deadline must
+	// not run while the user types.
+	pause, resume func()
+
+	mu        sync.Mutex
+	decrypted map[string]ssh.Signer // identity file -> decrypted key
+	failed    map[string]error      // identity file -> why it cannot be used
+}
+
+func newAuthenticator(p prompter) *authenticator {
+	return &authenticator{prompt: p, pause: func() {}, resume: func() {},
+		decrypted: map[string]ssh.Signer{}, failed: map[string]error{}}
+}
+
+// ask asks through the prompter with the handshake deadline paused; a hop
+// with BatchMode never asks.
+func (a *authenticator) ask(s profiles.SSHSettings, question string, echo bool) (string, error) {
+	if s.BatchMode {
+		return "", fmt.Errorf("%w: BatchMode is set for %s", errNoPrompt, s.Alias)
+	}
+	a.pause()
+	defer a.resume()
+	return a.prompt.ask(question, echo)
+}
+
+// methods returns the auth methods for one hop in OpenSSH's order: public
+// keys (agent, then identity files), keyboard-interactive, password. The
+// returned func closes the agent connection after the handshake. The agent
+// is only ever used to sign here; it is never forwarded.
+func (a *authenticator) methods(s profiles.SSHSettings) ([]ssh.AuthMethod, func()) {
+	signers, closeAgent := a.signers(s)
+	var methods []ssh.AuthMethod
+	if len(signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(signers...))
+	}
+	tries := s.NumberOfPasswordPrompts
+	if tries < 1 {
+		tries = 1
+	}
+	if s.KbdInteractiveAuthentication {
+		methods = append(methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
+			func(name, instruction string, questions []string, echos []bool) ([]string, error) {
+				return a.keyboardInteractive(s, name, instruction, questions, echos)
+			}), tries))
+	}
+	if s.PasswordAuthentication {
+		methods = append(methods, ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
+			return a.ask(s, fmt.Sprintf("%s@%s's password: ", s.User, s.HostName), false)
+		}), tries))
+	}
+	return methods, closeAgent
+}
+
+// keyboardInteractive shows the server's prompts verbatim (2FA, OTP, Duo),
+// each answered with echo as the server asks.
+func (a *authenticator) keyboardInteractive(s profiles.SSHSettings, name, instruction string, questions []string, echos []bool) ([]string, error) {
+	answers := make([]string, len(questions))
+	if len(questions) == 0 {
+		return answers, nil // an information-only round
+	}
+	var header strings.Builder
+	for _, l := range []string{name, instruction} {
+		if l = strings.TrimSpace(l); l != "" {
+			header.WriteString(l + "\n")
+		}
+	}
+	for i, q := range questions {
+		prompt := q
+		if i == 0 {
+			prompt = header.String() + q
+		}
+		ans, err := a.ask(s, prompt, echos[i])
+		if err != nil {
+			return nil, err
+		}
+		answers[i] = ans
+	}
+	return answers, nil
+}
+
+// signers collects agent keys (only the configured identities under
+// IdentitiesOnly) and identity files. An encrypted identity file becomes a
+// lazySigner: its public key is offered, and the passphrase is asked only
+// if the server accepts that key.
+func (a *authenticator) signers(s profiles.SSHSettings) ([]ssh.Signer, func()) {
+	var files []ssh.Signer
+	var filePubs [][]byte
+	for _, f := range s.IdentityFiles {
+		signer := a.identityFile(f, s)
+		if signer == nil {
+			continue
+		}
+		files = append(files, signer)
+		filePubs = append(filePubs, signer.PublicKey().Marshal())
+	}
+	var signers []ssh.Signer
+	closeAgent := func() {}
+	if conn := dialAgent(s.IdentityAgent); conn != nil {
+		closeAgent = func() { conn.Close() }
+		if agentSigners, err := agent.NewClient(conn).Signers(); err == nil {
+			for _, as := range agentSigners {
+				if s.IdentitiesOnly && !containsKey(filePubs, as.PublicKey().Marshal()) {
+					continue
+				}
+				signers = append(signers, as)
+			}
+		}
+	}
+	for _, fs := range files {
+		if !containsKey(publicKeys(signers), fs.PublicKey().Marshal()) {
+			signers = append(signers, fs)
+		}
+	}
+	return signers, closeAgent
+}
+
+// dialAgent connects to IdentityAgent, or SSH_AUTH_SOCK by default.
+func dialAgent(identityAgent string) net.Conn {
+	sock := identityAgent
+	if sock == "" || strings.EqualFold(sock, "SSH_AUTH_SOCK") {
+		sock = os.Getenv("SSH_AUTH_SOCK")
+	}
+	if strings.HasPrefix(sock, "$") {
+		sock = os.Getenv(strings.TrimPrefix(sock, "$"))
+	}
+	if sock == "" || strings.EqualFold(sock, "none") {
+		return nil
+	}
+	conn, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	return conn
+}
+
+// identityFile loads one IdentityFile: a signer for a plain key, a
+// lazySigner for an encrypted one, nil when it cannot be used (ssh -G
+// lists the default names whether the files exist or not).
+func (a *authenticator) identityFile(path string, hop profiles.SSHSettings) ssh.Signer {
+	a.mu.Lock()
+	if s, ok := a.decrypted[path]; ok {
+		a.mu.Unlock()
+		return s
+	}
+	a.mu.Unlock()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	if err == nil {
+		return signer
+	}
+	var pm *ssh.PassphraseMissingError
+	if !errors.As(err, &pm) {
+		return nil
+	}
+	pub := pm.PublicKey
+	if pub == nil { // older PEM keys do not carry it; the .pub file does
+		if b, err := os.ReadFile(path + ".pub"); err == nil {
+			pub, _, _, _, _ = ssh.ParseAuthorizedKey(b)
+		}
+	}
+	if pub == nil {
+		return nil
+	}
+	return &lazySigner{a: a, path: path, pub: pub, pem: data, hop: hop}
+}
+
+// decrypt asks for path's passphrase (NumberOfPasswordPrompts tries) and
+// remembers the result for the rest of the run.
+func (a *authenticator) decrypt(l *lazySigner, s profiles.SSHSettings) (ssh.Signer, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if signer, ok := a.decrypted[l.path]; ok {
+		return signer, nil
+	}
+	if err, ok := a.failed[l.path]; ok {
+		return nil, err
+	}
+	tries := s.NumberOfPasswordPrompts
+	if tries < 1 {
+		tries = 1
+	}
+	var err error
+	for i := 0; i < tries; i++ {
+		var pass string
+		pass, err = a.ask(s, fmt.Sprintf("Enter passphrase for key '%s': ", l.path), false)
+		if err != nil {
+			break
+		}
+		var signer ssh.Signer
+		signer, err = ssh.ParsePrivateKeyWithPassphrase(l.pem, []byte(pass))
+		if err == nil {
+			a.decrypted[l.path] = signer
+			return signer, nil
+		}
+		if !errors.Is(err, x509.IncorrectPasswordError) {
+			break
+		}
+		err = fmt.Errorf("wrong passphrase for %s", l.path)
+	}
+	err = fmt.Errorf("identity file %s: %w", l.path, err)
+	a.failed[l.path] = err
+	return nil, err
+}
+
+// lazySigner stands for an encrypted identity file until the server has
+// accepted its public key; only then does Sign ask for the passphrase.
+type lazySigner struct {
+	a    *authenticator
+	path string
+	pub  ssh.PublicKey
+	pem  []byte
+	hop  profiles.SSHSettings
+}
+
+func (l *lazySigner) PublicKey() ssh.PublicKey { return l.pub }
+
+func (l *lazySigner) Sign(rand io.Reader, data []byte) (*ssh.Signature, error) {
+	s, err := l.a.decrypt(l, l.hop)
+	if err != nil {
+		return nil, err
+	}
+	return s.Sign(rand, data)
+}
+
+// SignWithAlgorithm keeps RSA keys on rsa-sha2-*: without it x/crypto
+// would fall back to ssh-rsa (SHA-1), which current sshd refuses.
+func (l *lazySigner) SignWithAlgorithm(rand io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+	s, err := l.a.decrypt(l, l.hop)
+	if err != nil {
+		return nil, err
+	}
+	if as, ok := s.(ssh.AlgorithmSigner); ok {
+		return as.SignWithAlgorithm(rand, data, algorithm)
+	}
+	return s.Sign(rand, data)
+}
+
+func publicKeys(signers []ssh.Signer) [][]byte {
+	out := make([][]byte, len(signers))
+	for i, s := range signers {
+		out[i] = s.PublicKey().Marshal()
+	}
+	return out
+}
+
+func containsKey(list [][]byte, k []byte) bool {
+	for _, l := range list {
+		if bytes.Equal(l, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// note tells the user something about trust they should know (a host key
+// was recorded); it goes to the session's stderr even under -q.
+func (a *authenticator) note(format string, args ...any) {
+	if a.log != nil {
+		a.log.always(format, args...)
+	}
+}
