@@ -90,5 +90,8 @@ func resolveProfile(c *cobra.Command, g *globalOptions, name string) (profiles.P
 	if err != nil {
 		return profiles.Profile{}, err
 	}
+	for _, w := range f.Warnings {
+		fmt.Fprintf(c.ErrOrStderr(), "kq: warning: %s\n", w)
+	}
 	return config.Resolve(f, name, c.Flags())
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -74,6 +75,9 @@ type File struct {
 	Defaults profiles.Layer
 	// Profiles by name, case preserved.
 	Profiles map[string]profiles.Layer
+	// Warnings are problems that do not stop kq, such as a config file
+	// that others may read.
+	Warnings []string
 }
 
 // Names lists the profile names, sorted.
@@ -122,6 +126,10 @@ func Load(path string, explicit bool) (*File, error) {
 		}
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err)),
 			HintText: "pass an existing file with --config or KQ_CONFIG"}
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("config %s is accessible by others (mode %04o); run chmod 600 %s",
+			path, st.Mode().Perm(), path))
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {

@@ -110,12 +110,13 @@ func (a *authenticator) signers(s profiles.SSHSettings) ([]ssh.Signer, func()) {
 	var files []ssh.Signer
 	var filePubs [][]byte
 	for _, f := range s.IdentityFiles {
-		signer := a.identityFile(f, s)
-		if signer == nil {
-			continue
+		signer, pub := a.identityFile(f, s)
+		if pub != nil {
+			filePubs = append(filePubs, pub.Marshal())
 		}
-		files = append(files, signer)
-		filePubs = append(filePubs, signer.PublicKey().Marshal())
+		if signer != nil {
+			files = append(files, signer)
+		}
 	}
 	var signers []ssh.Signer
 	closeAgent := func() {}
@@ -158,37 +159,51 @@ func dialAgent(identityAgent string) net.Conn {
 }
 
 // identityFile loads one IdentityFile: a signer for a plain key, a
-// lazySigner for an encrypted one, nil when it cannot be used (ssh -G
-// lists the default names whether the files exist or not).
-func (a *authenticator) identityFile(path string, hop profiles.SSHSettings) ssh.Signer {
+// lazySigner for an encrypted one, nil when it cannot sign (ssh -G lists
+// the default names whether the files exist or not). pub is the file's
+// public key whenever it is known, also from FILE.pub or a FILE that is a
+// public key, so that IdentitiesOnly can pick that key from the agent.
+func (a *authenticator) identityFile(path string, hop profiles.SSHSettings) (ssh.Signer, ssh.PublicKey) {
 	a.mu.Lock()
 	if s, ok := a.decrypted[path]; ok {
 		a.mu.Unlock()
-		return s
+		return s, s.PublicKey()
 	}
 	a.mu.Unlock()
+	pubFromFile := func(p string) ssh.PublicKey {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+		if err != nil {
+			return nil
+		}
+		return pub
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil
+		return nil, pubFromFile(path + ".pub")
 	}
 	signer, err := ssh.ParsePrivateKey(data)
 	if err == nil {
-		return signer
+		return signer, signer.PublicKey()
 	}
 	var pm *ssh.PassphraseMissingError
 	if !errors.As(err, &pm) {
-		return nil
+		if pub := pubFromFile(path); pub != nil {
+			return nil, pub // the file is a public key; its private half is in the agent
+		}
+		return nil, pubFromFile(path + ".pub")
 	}
 	pub := pm.PublicKey
 	if pub == nil { // older PEM keys do not carry it; the .pub file does
-		if b, err := os.ReadFile(path + ".pub"); err == nil {
-			pub, _, _, _, _ = ssh.ParseAuthorizedKey(b)
-		}
+		pub = pubFromFile(path + ".pub")
 	}
 	if pub == nil {
-		return nil
+		return nil, nil
 	}
-	return &lazySigner{a: a, path: path, pub: pub, pem: data, hop: hop}
+	return &lazySigner{a: a, path: path, pub: pub, pem: data, hop: hop}, pub
 }
 
 // decrypt asks for path's passphrase (NumberOfPasswordPrompts tries) and

@@ -221,3 +221,28 @@ func TestDialHandshakeDeadline(t *testing.T) {
 		t.Fatal("dial did not honour ConnectTimeout")
 	}
 }
+
+// TestWriteLocalFile: the file is created 0600 in a 0700 dir, never over an
+// existing file, and a dir others can enter is warned about.
+func TestWriteLocalFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "runtime")
+	path, warning, err := writeLocalFile(dir, "k.json", []byte("{}"))
+	if err != nil || warning != "" {
+		t.Fatal(err, warning)
+	}
+	for p, want := range map[string]os.FileMode{path: 0o600, dir: 0o700} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %o (%v)", p, st.Mode().Perm(), want, err)
+		}
+	}
+	if _, _, err := writeLocalFile(dir, "k.json", []byte("{}")); err == nil {
+		t.Error("an existing file was overwritten")
+	}
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, warning, err := writeLocalFile(open, "k.json", []byte("{}")); err != nil || !strings.Contains(warning, "0755") {
+		t.Errorf("no warning for a 0755 runtime dir: %q %v", warning, err)
+	}
+}

@@ -47,12 +47,22 @@ func jupyterDataDir() (string, error) {
 }
 
 // writeLocalFile creates dir (0700) and, exclusively, the file (0600), so
-// that the key is never readable by another user, not even for a moment.
-func writeLocalFile(dir, name string, data []byte) (string, error) {
+// that the key is never readable by another user, not even for a moment,
+// and checks both afterwards: a file system that ignores modes is refused.
+// A pre-existing dir that others can enter is worth a warning (the file
+// itself stays private).
+func writeLocalFile(dir, name string, data []byte) (path, warning string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create runtime dir: %w", err)
+		return "", "", fmt.Errorf("create runtime dir: %w", err)
 	}
-	path := filepath.Join(dir, name)
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+		warning = fmt.Sprintf("runtime dir %s is accessible by others (mode %04o); chmod 700 it", dir, st.Mode().Perm())
+	}
+	path, err = createPrivate(filepath.Join(dir, name), data)
+	return path, warning, err
+}
+
+func createPrivate(path string, data []byte) (string, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create connection file: %w", err)
@@ -63,5 +73,16 @@ func writeLocalFile(dir, name string, data []byte) (string, error) {
 		os.Remove(path)
 		return "", fmt.Errorf("write connection file %s: %w", path, err)
 	}
+	if st, err := os.Stat(path); err != nil || (st.Mode().Perm() != 0o600 && runtime.GOOS != "windows") {
+		os.Remove(path)
+		return "", fmt.Errorf("connection file %s is not private (mode %v): %v", path, modeOf(st), err)
+	}
 	return path, nil
+}
+
+func modeOf(st os.FileInfo) string {
+	if st == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%04o", st.Mode().Perm())
 }

@@ -243,9 +243,12 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	name := fmt.Sprintf("kernel-kq-%s-%s.json", profiles.SafeName(p.Name), spec.ID[:8])
-	localPath, err := writeLocalFile(dir, name, data)
+	localPath, warning, err := writeLocalFile(dir, name, data)
 	if err != nil {
 		return res, err
+	}
+	if warning != "" {
+		s.log.warn("%s", warning)
 	}
 	s.push("remove local connection file", func() error { return ignoreNotExist(os.Remove(localPath)) })
 
