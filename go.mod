@@ -3,6 +3,7 @@ module github.com/kq-dev/kq
 go 1.26.8
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/go-zeromq/zmq4 v0.17.0
 	github.com/google/shlex v0.0.0-20191202100458-e7afc7fbc510
 	github.com/google/uuid v1.6.0

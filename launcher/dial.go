@@ -269,6 +269,10 @@ func classifyHandshake(ctx context.Context, where string, err error) error {
 		return withKind(ErrHostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
 	case ctx.Err() != nil:
 		return withKind(ErrInterrupted, "", fmt.Errorf("%s: %w", where, ctx.Err()))
+	case strings.Contains(err.Error(), "Too many authentication failures"):
+		return withKind(ErrAuth, "too many keys were offered before the right one (the agent holds many?); "+
+			"set IdentitiesOnly yes and IdentityFile for this host in ssh config",
+			fmt.Errorf("%s: server refused after too many authentication attempts", where))
 	case errors.Is(err, errNoPrompt):
 		return withKind(ErrAuth, "load the key into ssh-agent (ssh-add), run kq from a terminal, or set SSH_ASKPASS",
 			fmt.Errorf("%s: authentication needs an answer kq cannot ask for: %w", where, err))

@@ -67,6 +67,9 @@ type Options struct {
 	Netns string
 	// Port is sshd's port; 0 picks a free one (only outside a namespace).
 	Port int
+	// HostCA, when set, is a CA private key: the host key is signed with it
+	// (principal: the listen address) and sshd also offers the certificate.
+	HostCA string
 	// ListenAddr is the address sshd listens on; default "127.0.0.1". Outside
 	// a namespace it must be in 127.0.0.0/8, so tests never leave the host.
 	ListenAddr string
@@ -174,6 +177,15 @@ func Start(t testing.TB, opts Options) *Server {
 
 	s.HostKeyLine = keyLine(t, hostKey+".pub")
 	s.HostKeyFingerprint = fingerprint(t, hostKey+".pub")
+	extra := opts.ExtraConfig
+	if opts.HostCA != "" {
+		out, err := exec.Command(KeygenPath, "-q", "-s", opts.HostCA, "-I", "kq-sshdtest-host", "-h", "-n", host,
+			hostKey+".pub").CombinedOutput()
+		if err != nil {
+			t.Fatalf("sshdtest: sign host key: %v\n%s", err, out)
+		}
+		extra = append(append([]string(nil), extra...), "HostCertificate "+hostKey+"-cert.pub")
+	}
 
 	configPath := filepath.Join(dir, "sshd_config")
 	pidFile := filepath.Join(dir, "sshd.pid")
@@ -195,7 +207,7 @@ func Start(t testing.TB, opts Options) *Server {
 		if err != nil {
 			t.Fatalf("sshdtest: find a free port on %s: %v", host, err)
 		}
-		writeFile(t, configPath, sshdConfig(host, port, hostKey, pidFile, authKeys, opts.ExtraConfig))
+		writeFile(t, configPath, sshdConfig(host, port, hostKey, pidFile, authKeys, extra))
 		if attempt == 1 {
 			checkConfig(t, configPath)
 		}
