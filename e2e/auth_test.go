@@ -89,26 +89,37 @@ func startAgent(t *testing.T, keys ...string) string {
 	return sock
 }
 
-// TestAgentAuth: the only key is in a real ssh-agent; it is used, and the
-// agent is not forwarded (the kernel sees no SSH_AUTH_SOCK).
+// TestAgentAuth: the only key is in a real ssh-agent, found through
+// SSH_AUTH_SOCK or ssh config's IdentityAgent; it is used, and the agent is
+// not forwarded (the kernel sees no SSH_AUTH_SOCK).
 func TestAgentAuth(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
 	sock := startAgent(t, e.srv.ClientKey)
-	p := e.baseProfile()
-	p["ssh_config"] = e.sshConfigWith("IdentityFile "+filepath.Join(e.dir, "no-such-key"),
-		"UserKnownHostsFile "+e.srv.KnownHosts, "StrictHostKeyChecking yes")
-	e.writeConfig(map[string]profile{"p": p})
-	r, code := e.runToEnd([]string{"p"}, "SSH_AUTH_SOCK="+sock,
-		"KQ_TEST_CODE=import os; print(os.getpid()); print('agent', os.environ.get('SSH_AUTH_SOCK'))")
-	rep := r.report(t)
-	if code != 0 {
-		t.Fatalf("exit %d\n%s", code, r.stderr)
+	for _, how := range []string{"SSH_AUTH_SOCK", "IdentityAgent"} {
+		t.Run(how, func(t *testing.T) {
+			lines := []string{"IdentityFile " + filepath.Join(e.dir, "no-such-key"),
+				"UserKnownHostsFile " + e.srv.KnownHosts, "StrictHostKeyChecking yes"}
+			env := []string{"KQ_TEST_CODE=import os; print(os.getpid()); print('agent', os.environ.get('SSH_AUTH_SOCK'))"}
+			if how == "IdentityAgent" {
+				lines = append(lines, "IdentityAgent "+sock)
+			} else {
+				env = append(env, "SSH_AUTH_SOCK="+sock)
+			}
+			p := e.baseProfile()
+			p["ssh_config"] = e.sshConfigWith(lines...)
+			e.writeConfig(map[string]profile{"p": p})
+			r, code := e.runToEnd([]string{"p"}, env...)
+			rep := r.report(t)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s", code, r.stderr)
+			}
+			if !strings.Contains(rep.Out, "agent None") {
+				t.Errorf("the agent reached the server: %q", rep.Out)
+			}
+			pid, _ := splitPIDOutput(t, rep.Out)
+			e.assertClean([]int{pid}, rep.Ports)
+		})
 	}
-	if !strings.Contains(rep.Out, "agent None") {
-		t.Errorf("the agent reached the server: %q", rep.Out)
-	}
-	pid, _ := splitPIDOutput(t, rep.Out)
-	e.assertClean([]int{pid}, rep.Ports)
 }
 
 // TestIdentitiesOnly: an agent holding more keys than the server's

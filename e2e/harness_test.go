@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	// The tests run a kq binary built in TestMain; importing its command
+	// package makes go test's cache notice when kq's sources change.
+	_ "github.com/kq-dev/kq/cmd"
 	"github.com/kq-dev/kq/e2e/sshdtest"
 )
 

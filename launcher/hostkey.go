@@ -83,6 +83,14 @@ func (a *authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 			files: shown, mode: s.StrictHostKeyChecking}
 		if db != nil {
 			err := db.HostKeyCallback()(hostname, remote, key)
+			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.KeyError)) &&
+				!errors.As(err, new(*xknownhosts.RevokedError)) {
+				// A certificate no known CA signed: judge the key inside it
+				// as a plain host key, as ssh does.
+				key = cert.Key
+				he.keyType, he.fingerprint = key.Type(), ssh.FingerprintSHA256(key)
+				err = db.HostKeyCallback()(hostname, remote, key)
+			}
 			var revoked *xknownhosts.RevokedError
 			switch {
 			case err == nil:
@@ -103,6 +111,10 @@ func (a *authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 			case !knownhosts.IsHostUnknown(err):
 				return fmt.Errorf("check host key of %s: %w", hostname, err)
 			}
+		}
+		if cert, ok := key.(*ssh.Certificate); ok {
+			key = cert.Key // nothing to check a CA against: record the plain key
+			he.keyType, he.fingerprint = key.Type(), ssh.FingerprintSHA256(key)
 		}
 		return a.unknownHost(s, he, hostname, key)
 	}
