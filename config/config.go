@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,7 +232,7 @@ var Overrides = []Override{
 	{Key: "host"}, {Key: "jump", Flag: "jump"}, {Key: "ssh_config", Flag: "ssh-config"},
 	{Key: "runtime_dir"}, {Key: "kernel", Flag: "kernel"}, {Key: "kernel_ip"},
 	{Key: "workdir"}, {Key: "linger"}, {Key: "frontend", Flag: "frontend"},
-	{Key: "keep", Flag: "keep"},
+	{Key: "keep", Flag: "keep"}, {Key: "keepalive"}, {Key: "keepalive_count"},
 }
 
 // OverrideLayer builds the environment-and-flags layer: a KQ_<KEY> variable
@@ -299,6 +300,18 @@ func OverrideLayer(flags *pflag.FlagSet) (profiles.Layer, error) {
 				return l, bad(err.Error())
 			}
 			l.Keep = &b
+		case "keepalive":
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				return l, bad(fmt.Sprintf("want a duration like 5s, got %q", s))
+			}
+			l.Keepalive = &d
+		case "keepalive_count":
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return l, bad(fmt.Sprintf("want a whole number of at least 1, got %q", s))
+			}
+			l.KeepaliveCount = &n
 		}
 	}
 	return l, nil

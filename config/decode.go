@@ -11,7 +11,7 @@ import (
 
 // profileKeys are the keys a profile (or defaults:) may hold.
 var profileKeys = []string{"host", "jump", "ssh_config", "runtime_dir", "kernel", "kernel_ip",
-	"workdir", "env", "linger", "frontend", "keep"}
+	"workdir", "env", "linger", "frontend", "keep", "keepalive", "keepalive_count"}
 
 type decoder struct{ file string }
 
@@ -61,6 +61,10 @@ func (d decoder) layer(n *yaml.Node, path string) (profiles.Layer, error) {
 			l.Frontend, err = d.command(v, key)
 		case "keep":
 			l.Keep, err = d.boolean(v, key)
+		case "keepalive":
+			l.Keepalive, err = d.duration(v, key)
+		case "keepalive_count":
+			l.KeepaliveCount, err = d.count(v, key)
 		default:
 			err = d.errf(k, key, "unknown key (known: %s)", strings.Join(profileKeys, ", "))
 		}
@@ -161,4 +165,12 @@ func (d decoder) command(n *yaml.Node, key string) ([]string, error) {
 		return words, nil
 	}
 	return nil, d.errf(n, key, "want a list of words or a command string, got %s", kindName(n))
+}
+
+func (d decoder) count(n *yaml.Node, key string) (*int, error) {
+	var c int
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&c) != nil || c < 1 {
+		return nil, d.errf(n, key, "want a whole number of at least 1, got %s", kindName(n))
+	}
+	return &c, nil
 }

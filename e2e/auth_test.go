@@ -334,9 +334,16 @@ func TestPasswordAuth(t *testing.T) {
 		t.Fatalf("useradd: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("/usr/sbin/userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v %s", name, err, out)
+		// The kernel's watchdog may still be in its last `sleep 2`.
+		var out []byte
+		var err error
+		for i := 0; i < 50; i++ {
+			if out, err = exec.Command("/usr/sbin/userdel", name).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		t.Errorf("userdel %s: %v %s", name, err, out)
 	})
 	chpw := exec.Command("/usr/sbin/chpasswd")
 	chpw.Stdin = strings.NewReader(name + ":pass word 1\n")

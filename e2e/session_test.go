@@ -354,7 +354,7 @@ func TestKeep(t *testing.T) {
 	rep := r.report(t)
 	pid := kernelPID(t, rep)
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-	files := listKQFiles(e.remoteRT)
+	files, _ := filepath.Glob(filepath.Join(e.remoteRT, "kernel-kq-*.json"))
 	if !sshdtest.ProcessAlive(pid) || len(files) == 0 {
 		t.Fatalf("--keep: kernel alive %v, remote files %q", sshdtest.ProcessAlive(pid), files)
 	}
@@ -365,16 +365,28 @@ func TestKeep(t *testing.T) {
 			t.Errorf("remote %s has mode %o: readable by others", f, st.Mode().Perm())
 		}
 	}
-	if !strings.Contains(r.stderr.String(), "kernel left running") || !strings.Contains(r.stderr.String(), files[0]) {
+	if !strings.Contains(r.stderr.String(), "left running on kqtest") || !strings.Contains(r.stderr.String(), files[0]) ||
+		!strings.Contains(r.stderr.String(), "kq attach p ") {
 		t.Errorf("path of the kept kernel not printed:\n%s", r.stderr)
 	}
 	if entries, _ := os.ReadDir(e.localRT); len(entries) != 0 {
 		t.Errorf("local file left with --keep: %v", entries)
 	}
+	// Killed on the server, the kept kernel's watchdog removes its files.
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
 	sshdtest.WaitGone(t, pid, 10*time.Second)
-	for _, f := range files {
-		os.Remove(f)
+	waitNoFiles(t, e.remoteRT, 10*time.Second)
+}
+
+// waitNoFiles waits until dir holds no kq files.
+func waitNoFiles(t *testing.T, dir string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(listKQFiles(dir)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("files left in %s: %q", dir, listKQFiles(dir))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -30,7 +30,7 @@ type Forward struct {
 // connection. Listeners are bound first, on free ports of 127.0.0.1 only, so
 // two sessions never collide and nothing is reachable from the network.
 type forwarder struct {
-	dialer    Dialer
+	dialer    Dialer // guarded by mu: a reconnect swaps it
 	forwards  []Forward
 	listeners []net.Listener
 
@@ -86,7 +86,10 @@ func (f *forwarder) serve(ln net.Listener, remote string) {
 		go func() {
 			defer f.wg.Done()
 			defer f.untrack(local)
-			rc, err := f.dialer.Dial("tcp", remote)
+			f.mu.Lock()
+			d := f.dialer
+			f.mu.Unlock()
+			rc, err := d.Dial("tcp", remote)
 			if err != nil {
 				f.noteErr(fmt.Errorf("open forward to %s: %w", remote, err))
 				local.Close()
@@ -126,6 +129,14 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	c.Close()
+}
+
+// setDialer points new connections at a new SSH connection; the
+// listeners, and so the local ports, stay as they are.
+func (f *forwarder) setDialer(d Dialer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dialer = d
 }
 
 func (f *forwarder) track(c net.Conn) bool {

@@ -121,8 +121,9 @@ exec sleep 60
 		t.Fatal(err)
 	}
 	spec := KernelSpec{Command: "/bin/sh " + shQuote(fake), RuntimeDir: rt, Workdir: work,
-		Env: map[string]string{"KQ_V": `a'b"c $(x) \n`}, ID: "test-id"}
-	cmd := exec.Command("/bin/sh", "-c", supervisorScript(spec))
+		Env: map[string]string{"KQ_V": `a'b"c $(x) \n`}, ID: "test-id", Linger: time.Minute}
+	cmd := exec.Command("/bin/sh", "-c", remoteProgram(remoteVars{rt: rt, id: spec.ID,
+		linger: spec.Linger, start: spec.startScript()}, "op_start"))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// remoteLib is kq's remote program; see the comments in remote.sh.
+//
+//go:embed remote.sh
+var remoteLib string
+
 // KernelSpec is what the remote side needs to start one kernel.
 type KernelSpec struct {
 	// Command is the user's kernel command; "-f FILE" is appended.
@@ -27,11 +33,15 @@ type KernelSpec struct {
 	Workdir string
 	// Env is exported to the kernel.
 	Env map[string]string
-	// ID names the remote files kernel-kq-<ID>.json and .log.
+	// ID names the remote files kernel-kq-<ID>.*.
 	ID string
 	// IP, when set, is passed as --ip so the kernel listens there (a
 	// compute node's address) instead of its default 127.0.0.1.
 	IP string
+	// Linger is how long the kernel outlives the last kq session.
+	Linger time.Duration
+	// Keep leaves the kernel up with no kq session at all, until kq stop.
+	Keep bool
 }
 
 // CommandLine is the kernel command as the remote shell runs it, with the
@@ -44,40 +54,67 @@ func (k KernelSpec) CommandLine() string {
 	return cmd + ` -f "$1"`
 }
 
-// remoteKernel is a kernel started over one SSH session. The session runs
-// a small POSIX sh supervisor that starts the kernel in its own process
-// group, waits for the connection file, prints it, and then waits for a
-// command on stdin. Everything happens in one round trip, and the key only
-// ever travels inside the session's stdout, never on a command line.
-type remoteKernel struct {
-	sess   *ssh.Session
-	stdin  io.WriteCloser
-	lines  chan string // supervisor stdout, line by line; closed at EOF
-	stderr *limitedBuffer
-	done   chan struct{} // closed when the session has exited
-	// Path is the connection file on the remote host.
-	Path string
-	// PID is the kernel's process (and process group) id on the host.
-	PID int
-	// JSON is the connection file's content.
-	JSON []byte
-
-	mu     sync.Mutex
-	closed bool
+// startScript is the kernel's own start script (kernel-kq-ID.cmd), kept on
+// the server so that kq restart can run it again. A simple command is
+// exec'ed, so the recorded pid is the kernel's own.
+func (k KernelSpec) startScript() string {
+	var lines []string
+	if k.Workdir != "" {
+		lines = append(lines, fmt.Sprintf(`cd %s || { echo "kq: cannot cd to workdir %s" >&2; exit 1; }`,
+			shPath(k.Workdir), strings.ReplaceAll(k.Workdir, `"`, ``)))
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
+		lines = append(lines, "export "+key+"="+shQuote(k.Env[key]))
+	}
+	cmd := k.CommandLine()
+	if !strings.ContainsAny(k.Command, ";&|\n()`") {
+		cmd = "exec " + cmd
+	}
+	return strings.Join(append(lines, cmd), "\n")
 }
 
-// Protocol lines printed by the supervisor script.
-const (
-	tagFile    = "KQ-FILE "
-	tagPID     = "KQ-PID "
-	tagError   = "KQ-ERROR "
-	tagLog     = "KQ-LOG "
-	tagBegin   = "KQ-JSON-BEGIN"
-	tagEnd     = "KQ-JSON-END"
-	tagFailed  = "KQ-FAILED"
-	tagStopped = "KQ-STOPPED"
-	tagDetach  = "KQ-DETACHED"
-)
+// remoteVars are the variables a remote op reads.
+type remoteVars struct {
+	rt, id  string
+	linger  time.Duration
+	keep    bool
+	start   string // start_script, for op_start
+	path    string // for op_cat and op_rm
+	graceDS int    // tenths of a second, for op_stop
+}
+
+// remoteCommand is the command line for one op. No secret is ever part
+// of it.
+func remoteCommand(v remoteVars, op string) string {
+	return "exec /bin/sh -c " + shQuote(remoteProgram(v, op))
+}
+
+// remoteProgram is one op as a POSIX sh program: the variables, the
+// library and the call.
+func remoteProgram(v remoteVars, op string) string {
+	var b strings.Builder
+	rt := ""
+	if v.rt != "" {
+		rt = shPath(v.rt)
+	}
+	keep := 0
+	if v.keep {
+		keep = 1
+	}
+	linger := int(v.linger / time.Second)
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%d\n",
+		or(rt, "''"), shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), v.graceDS)
+	b.WriteString(remoteLib)
+	b.WriteString("\n" + op + "\n")
+	return b.String()
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
 
 // shQuote quotes s for a POSIX shell.
 func shQuote(s string) string {
@@ -95,81 +132,58 @@ func shPath(p string) string {
 	return shQuote(p)
 }
 
-// supervisorScript is the remote program. It is plain POSIX sh so it runs
-// on any Unix host; it polls with "sleep 0.1", which GNU, busybox and BSD
-// sleep accept. Every loop is bounded.
-func supervisorScript(k KernelSpec) string {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("umask 077")
-	if k.RuntimeDir != "" {
-		w("rt=%s", shPath(k.RuntimeDir))
-	} else {
-		w(`rt=$(jupyter --runtime-dir 2>/dev/null) || rt=`)
-		w(`[ -n "$rt" ] || rt="$HOME/.local/share/jupyter/runtime"`)
-	}
-	w(`mkdir -p "$rt" || { echo "%scannot create runtime dir $rt"; exit 1; }`, tagError)
-	w(`f="$rt/kernel-kq-%s.json"; log="$rt/kernel-kq-%s.log"`, k.ID, k.ID)
-	w(`echo "%s$f"`, tagFile)
-	if k.Workdir != "" {
-		w(`cd %s || { echo "%scannot cd to workdir %s"; exit 1; }`, shPath(k.Workdir), tagError, strings.ReplaceAll(k.Workdir, `"`, ``))
-	}
-	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
-		w("export %s=%s", key, shQuote(k.Env[key]))
-	}
-	// The kernel is started from a subshell so that it is not our child:
-	// init reaps it, and "kill -0" then tells the truth about it being
-	// alive. setsid gives it its own process group to signal as a whole.
-	w(`ss=; command -v setsid >/dev/null 2>&1 && ss=setsid`)
-	w(`pid=$( ( $ss sh -c %s sh "$f" </dev/null >"$log" 2>&1 & echo $! ) )`, shQuote(k.CommandLine()))
-	w(`echo "%s$pid"`, tagPID)
-	w(`alive() { kill -0 "$pid" 2>/dev/null; }`)
-	w(`waitgone() { j=0; while alive && [ $j -lt $1 ]; do sleep 0.1; j=$((j+1)); done; }`)
-	// kill: TERM to the process group, KILL if it is still there 3s later.
-	w(`kill_kernel() {`)
-	w(`  if alive; then kill -TERM -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; waitgone 30; fi`)
-	w(`  if alive; then kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; waitgone 30; fi`)
-	w(`  rm -f "$f" "$log"`)
-	w(`}`)
-	// The waiter reports the connection file, or why there is none, while
-	// the supervisor itself listens on stdin from the start: whatever phase
-	// kq is in when it goes away, EOF on stdin stops the kernel.
-	w(`(`)
-	w(`  i=0`)
-	w(`  while :; do`)
-	w(`    if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}'; then echo %s; cat "$f"; echo; echo %s; exit 0; fi`, tagBegin, tagEnd)
-	// A kernel started on another machine (ssh node, srun) may write its
-	// file where this host cannot see it; its command may print the JSON
-	// on standard output instead, from a "{" line to a "}" line.
-	w(`    if grep -q '"shell_port"' "$log" 2>/dev/null && sed -n '/^{/,/^}/p' "$log" | grep -q '^}'; then`)
-	w(`      echo "%sstandard output of the kernel command"; echo %s; sed -n '/^{/,/^}/p' "$log"; echo %s; exit 0; fi`, tagFile, tagBegin, tagEnd)
-	w(`    if ! alive; then echo "%skernel command exited before writing $f"; tail -n 20 "$log" | sed 's/^/%s/'; echo %s; exit 1; fi`, tagError, tagLog, tagFailed)
-	w(`    i=$((i+1)); if [ $i -gt 1200 ]; then echo "%sno connection file after 120s"; echo %s; exit 1; fi`, tagError, tagFailed)
-	w(`    sleep 0.1`)
-	w(`  done`)
-	w(`) &`)
-	w(`waiter=$!`)
-	w(`while read -r cmd; do`)
-	w(`  case "$cmd" in`)
-	// stop: the kernel was asked to shut down; give it 3s before signals.
-	w(`    stop) kill "$waiter" 2>/dev/null; waitgone 30; kill_kernel; echo %s; exit 0;;`, tagStopped)
-	w(`    kill) kill "$waiter" 2>/dev/null; kill_kernel; echo %s; exit 0;;`, tagStopped)
-	w(`    detach) kill "$waiter" 2>/dev/null; echo %s; exit 0;;`, tagDetach)
-	w(`  esac`)
-	w(`done`)
-	// stdin closed without a command: kq is gone, and so is the kernel's user.
-	w(`kill "$waiter" 2>/dev/null; kill_kernel`)
-	return b.String()
+// Protocol lines printed by remote.sh.
+const (
+	tagFile     = "KQ-FILE "
+	tagPID      = "KQ-PID "
+	tagError    = "KQ-ERROR "
+	tagLog      = "KQ-LOG "
+	tagBegin    = "KQ-JSON-BEGIN"
+	tagEnd      = "KQ-JSON-END"
+	tagFailed   = "KQ-FAILED"
+	tagGone     = "KQ-GONE"
+	tagStopped  = "KQ-STOPPED"
+	tagDetach   = "KQ-DETACHED"
+	tagReleased = "KQ-RELEASED"
+	tagDone     = "KQ-DONE"
+	tagTick     = "KQ-TICK"
+	tagDied     = "KQ-DIED"
+)
+
+// errKernelGone: the kernel a session wanted to hold is not running.
+var errKernelGone = errors.New("kernel is gone")
+
+// remoteKernel is one kq session's hold on a kernel: an SSH session running
+// remote.sh's hold loop. kq writes a line every second (ping) so the
+// server knows a kq is attached; the server reports the kernel's death.
+type remoteKernel struct {
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	lines  chan string // stdout lines other than ticks; closed at EOF
+	stderr *limitedBuffer
+	done   chan struct{} // closed when the session has ended
+	died   chan struct{} // closed when the server reports the kernel dead
+
+	// Path is the connection file on the remote host.
+	Path string
+	// PID is the kernel's process (and process group) id on the host.
+	PID int
+	// JSON is the connection file's content.
+	JSON []byte
+
+	mu       sync.Mutex
+	closed   bool
+	diedOnce sync.Once
 }
 
-// startKernel runs the supervisor on client and waits until the kernel has
-// written its connection file. On error nothing is left running remotely.
-func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remoteKernel, error) {
+// openRemote runs one op on client and starts reading its output.
+func openRemote(client *ssh.Client, v remoteVars, op string) (*remoteKernel, error) {
 	sess, err := client.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
-	rk := &remoteKernel{sess: sess, lines: make(chan string, 64), stderr: &limitedBuffer{max: 8 << 10}, done: make(chan struct{})}
+	rk := &remoteKernel{sess: sess, lines: make(chan string, 256), stderr: &limitedBuffer{max: 8 << 10},
+		done: make(chan struct{}), died: make(chan struct{})}
 	rk.stdin, err = sess.StdinPipe()
 	if err != nil {
 		sess.Close()
@@ -181,7 +195,7 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 		return nil, fmt.Errorf("session stdout: %w", err)
 	}
 	sess.Stderr = rk.stderr
-	if err := sess.Start("exec /bin/sh -c " + shQuote(supervisorScript(k))); err != nil {
+	if err := sess.Start(remoteCommand(v, op)); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("start remote command: %w", err)
 	}
@@ -189,7 +203,16 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			rk.lines <- sc.Text()
+			switch line := sc.Text(); line {
+			case tagTick:
+			case tagDied:
+				rk.diedOnce.Do(func() { close(rk.died) })
+			default:
+				select {
+				case rk.lines <- line:
+				default: // nobody listens for more than 256 lines: drop
+				}
+			}
 		}
 		close(rk.lines)
 	}()
@@ -197,7 +220,17 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 		_ = sess.Wait()
 		close(rk.done)
 	}()
-	if err := rk.readStartup(ctx); err != nil {
+	return rk, nil
+}
+
+// startKernel starts a kernel and holds it for this session. On error
+// nothing is left running remotely.
+func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remoteKernel, error) {
+	rk, err := openRemote(client, remoteVars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.startScript()}, "op_start")
+	if err != nil {
+		return nil, err
+	}
+	if err := rk.readJSON(ctx); err != nil {
 		if rk.PID != 0 {
 			if kerr := rk.kill(); kerr != nil {
 				err = errors.Join(err, fmt.Errorf("stop the half-started kernel: %w", kerr))
@@ -206,10 +239,50 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 		rk.close()
 		return nil, err
 	}
+	go rk.ping()
 	return rk, nil
 }
 
-func (rk *remoteKernel) readStartup(ctx context.Context) error {
+// attachKernel holds a running kq kernel (id in runtime dir rt) for a new
+// session: a reconnect, or kq attach.
+func attachKernel(ctx context.Context, client *ssh.Client, rt, id string) (*remoteKernel, error) {
+	rk, err := openRemote(client, remoteVars{rt: rt, id: id}, "op_attach")
+	if err != nil {
+		return nil, err
+	}
+	if err := rk.readJSON(ctx); err != nil {
+		rk.close()
+		return nil, err
+	}
+	go rk.ping()
+	return rk, nil
+}
+
+// ping writes a line every second until the session closes; each line
+// tells the server's watchdog that this kq is still there.
+func (rk *remoteKernel) ping() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-rk.done:
+			return
+		case <-t.C:
+			rk.mu.Lock()
+			closed := rk.closed
+			rk.mu.Unlock()
+			if closed {
+				return
+			}
+			if _, err := io.WriteString(rk.stdin, "ping\n"); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// readJSON reads the remote side's report up to the connection file.
+func (rk *remoteKernel) readJSON(ctx context.Context) error {
 	var failure []string
 	var logLines []string
 	var json bytes.Buffer
@@ -233,6 +306,8 @@ func (rk *remoteKernel) readStartup(ctx context.Context) error {
 				return withKind(ErrKernel, kernelHint(logLines), errors.New(msg))
 			}
 			switch {
+			case line == tagGone:
+				return withKind(ErrKernel, "", errKernelGone)
 			case inJSON && line == tagEnd:
 				rk.JSON = bytes.TrimSpace(json.Bytes())
 				return nil
@@ -284,11 +359,17 @@ func lastLine(s string) string {
 	return s
 }
 
-// command sends one supervisor command and waits for its answer, the
-// session's end, or the timeout.
+// command sends one hold command and waits for its answer, the session's
+// end, or the timeout.
 func (rk *remoteKernel) command(cmd, want string, timeout time.Duration) error {
+	rk.mu.Lock()
+	closed := rk.closed
+	rk.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%s: session already closed", cmd)
+	}
 	if _, err := io.WriteString(rk.stdin, cmd+"\n"); err != nil {
-		return fmt.Errorf("send %s to remote supervisor: %w", cmd, err)
+		return fmt.Errorf("send %s to the server: %w", cmd, err)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -296,13 +377,13 @@ func (rk *remoteKernel) command(cmd, want string, timeout time.Duration) error {
 		select {
 		case line, ok := <-rk.lines:
 			if !ok {
-				return fmt.Errorf("%s: remote supervisor ended without confirming", cmd)
+				return fmt.Errorf("%s: the server's side ended without confirming", cmd)
 			}
 			if line == want {
 				return nil
 			}
 		case <-t.C:
-			return fmt.Errorf("%s: no answer from remote supervisor in %s", cmd, timeout)
+			return fmt.Errorf("%s: no answer from the server in %s", cmd, timeout)
 		}
 	}
 }
@@ -322,29 +403,57 @@ func (rk *remoteKernel) kill() error {
 	return rk.command("kill", tagStopped, 20*time.Second)
 }
 
-// detach leaves the kernel running and ends the supervisor.
+// detach leaves the kernel running for good (until kq stop).
 func (rk *remoteKernel) detach() error {
 	defer rk.close()
 	return rk.command("detach", tagDetach, 10*time.Second)
 }
 
+// release ends this session's hold; the kernel lingers or stays as it was
+// set up.
+func (rk *remoteKernel) release() error {
+	defer rk.close()
+	return rk.command("release", tagReleased, 10*time.Second)
+}
+
 func (rk *remoteKernel) close() {
 	rk.mu.Lock()
-	defer rk.mu.Unlock()
 	if rk.closed {
+		rk.mu.Unlock()
 		return
 	}
 	rk.closed = true
+	rk.mu.Unlock()
 	rk.stdin.Close()
 	select {
 	case <-rk.done:
 	case <-time.After(5 * time.Second):
 	}
 	rk.sess.Close()
-	go func() { // drain so the scanner goroutine can finish
-		for range rk.lines {
+}
+
+// runOp runs a one-shot op and returns its output lines (without ticks).
+func runOp(ctx context.Context, client *ssh.Client, v remoteVars, op string) ([]string, error) {
+	rk, err := openRemote(client, v, op)
+	if err != nil {
+		return nil, err
+	}
+	defer rk.close()
+	var out []string
+	for {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case line, ok := <-rk.lines:
+			if !ok {
+				if s := strings.TrimSpace(rk.stderr.String()); s != "" && len(out) == 0 {
+					return out, fmt.Errorf("%s: %s", op, lastLine(s))
+				}
+				return out, nil
+			}
+			out = append(out, line)
 		}
-	}()
+	}
 }
 
 // limitedBuffer keeps the first max bytes written to it.

@@ -13,7 +13,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +42,28 @@ type Options struct {
 	Quiet, Verbose bool
 	// Signals delivers SIGINT, SIGTERM and SIGHUP; nil means none.
 	Signals <-chan os.Signal
+	// Attach opens the session on an existing kernel instead of starting
+	// one; nil starts a new kernel.
+	Attach *AttachTarget
+	// Detach starts the kernel, says where it is, and returns without a
+	// frontend; the kernel stays until kq stop.
+	Detach bool
+}
+
+// AttachTarget names an existing kernel for kq attach.
+type AttachTarget struct {
+	// Ref is a kq kernel id (or a unique prefix of it), a connection file
+	// name in the remote runtime dir, or a remote path.
+	Ref string
+	// JSON is a connection file given directly (as %connect_info prints
+	// it); it wins over Ref.
+	JSON []byte
+	// IP is where the kernel listens as seen from the host, when that is
+	// not what its connection file says.
+	IP string
+	// StopOnExit stops the kernel when the session ends; by default a
+	// session never stops a kernel it did not start.
+	StopOnExit bool
 }
 
 // Result is how a session ended when it got as far as the frontend.
@@ -58,10 +82,24 @@ const (
 	frontendGrace   = 5 * time.Second
 )
 
+// errKernelDied is the cause of a session ended by the kernel's death.
+var errKernelDied = errors.New("kernel died")
+
 type session struct {
 	o        Options
 	log      reporter
 	teardown []step
+
+	hops []profiles.SSHSettings
+	auth *authenticator
+
+	mu            sync.Mutex
+	shutdownAcked bool
+	ch            *chain
+	rk            *remoteKernel // nil for a kernel kq does not manage
+	fw            *forwarder
+	// rt and id locate a kq kernel's files on the host, for reconnects.
+	rt, id string
 }
 
 type step struct {
@@ -87,20 +125,29 @@ func (s *session) unwind() error {
 	return errors.Join(errs...)
 }
 
+// current returns the live connection and hold, which a reconnect swaps.
+func (s *session) current() (*chain, *remoteKernel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch, s.rk
+}
+
 // Run runs one session. Whatever happens, everything it started is stopped
-// and everything it wrote is removed before it returns (unless the profile
-// asks to keep the kernel). A teardown failure is reported on Stderr and
-// joined into the error only when the session itself succeeded.
+// and everything it wrote is removed before it returns (unless the kernel
+// is to be kept). A teardown failure is reported on Stderr and joined into
+// the error only when the session itself succeeded.
 func Run(ctx context.Context, o Options) (res Result, err error) {
 	s := &session{o: o, log: reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}}
 	p := o.Profile
 
 	// Nothing remote starts unless the frontend can run at all.
-	argv := p.FrontendArgv("")
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		return res, withKind(ErrUsage,
-			"install it, or choose another frontend with --frontend or the profile's frontend: key",
-			fmt.Errorf("frontend %q not found: %w", argv[0], errors.Unwrap(err)))
+	if !o.Detach {
+		argv := p.FrontendArgv("")
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return res, withKind(ErrUsage,
+				"install it, or choose another frontend with --frontend or the profile's frontend: key",
+				fmt.Errorf("frontend %q not found: %w", argv[0], errors.Unwrap(err)))
+		}
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -123,94 +170,40 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		}
 	}()
 
-	// 1. Resolve every hop's SSH settings the way ssh would.
-	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
+	host, err := s.connect(ctx)
 	if err != nil {
-		return res, withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
+		return res, err
 	}
-	for i, h := range hops {
-		s.log.detail("%s, from %s", hopName(h, i, len(hops)), h.Source)
+	ch, _ := s.current()
+	if err := probeForwarding(ch.host(), hopName(host, len(s.hops)-1, len(s.hops))); err != nil {
+		return res, err
 	}
-	settings := hops[len(hops)-1]
 
-	// 2. Dial the chain, and check the host forwards before starting
-	// anything there.
+	// The kernel: started here, or an existing one.
 	t0 := time.Now()
-	pr := newPrompter(promptEnvFromOS(o.StdinIsTerminal))
-	defer closePrompter(pr)
-	auth := newAuthenticator(pr)
-	auth.log = &s.log
-	ch, err := dialChain(ctx, auth, hops)
+	info, kernelHost, err := s.kernel(ctx, host)
 	if err != nil {
 		return res, err
 	}
-	s.push("close ssh connections", ch.Close)
-	client := ch.host()
-	if err := probeForwarding(client, hopName(settings, len(hops)-1, len(hops))); err != nil {
-		return res, err
+	_, rk := s.current()
+	if rk != nil {
+		s.log.step("kernel %s on %s in %s (pid %d, %s)", map[bool]string{true: "attached", false: "started"}[o.Attach != nil],
+			host.Alias, since(t0), rk.PID, rk.Path)
 	}
-	via := ""
-	if len(hops) > 1 {
-		var names []string
-		for _, h := range hops[:len(hops)-1] {
-			names = append(names, h.Alias)
-		}
-		via = " via " + strings.Join(names, ", ")
-	}
-	s.log.step("connected to %s@%s%s in %s", settings.User, settings.Address(), via, since(t0))
 
-	// 3-4. Start the kernel and read its connection file back.
+	// Forward the five ports.
 	t0 = time.Now()
-	spec := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env, ID: uuid.NewString()}
-	if p.KernelIP != "" && p.KernelIP != "auto" {
-		spec.IP = p.KernelIP
-	}
-	rk, err := startKernel(ctx, client, spec)
-	if err != nil {
-		return res, fmt.Errorf("start kernel on %s: %w", settings.Alias, err)
-	}
-	if p.Keep {
-		s.push("detach from kernel", func() error {
-			err := rk.detach()
-			s.log.always("kernel left running on %s: %s (pid %d)", settings.Alias, rk.Path, rk.PID)
-			return err
-		})
-	}
-	// Set by the shutdown_request step, which runs first: a kernel that
-	// acknowledged it gets a grace period before signals, others do not.
-	shutdownAcked := false
-	if !p.Keep {
-		s.push("stop kernel", func() error {
-			if shutdownAcked {
-				return rk.stop()
-			}
-			return rk.kill()
-		})
-	}
-	info, err := connfile.Parse(rk.JSON)
-	if err != nil {
-		return res, withKind(ErrKernel, "the kernel wrote a connection file kq cannot use; it was stopped",
-			fmt.Errorf("connection file %s on %s: %w", rk.Path, settings.Alias, err))
-	}
-	s.log.step("kernel started on %s in %s (pid %d, %s)", settings.Alias, since(t0), rk.PID, rk.Path)
-
-	// 5. Forward the five ports.
-	t0 = time.Now()
-	kernelHost := "127.0.0.1"
-	switch {
-	case p.KernelIP == "auto":
-		kernelHost = info.IP
-	case p.KernelIP != "":
-		kernelHost = p.KernelIP
-	}
 	var targets []Target
 	for _, port := range info.Ports() {
 		targets = append(targets, Target{Name: port.Name, Host: kernelHost, Port: port.Number})
 	}
-	fw, err := listenForwards(client, targets)
+	fw, err := listenForwards(ch.host(), targets)
 	if err != nil {
 		return res, err
 	}
+	s.mu.Lock()
+	s.fw = fw
+	s.mu.Unlock()
 	s.push("close forwards", fw.close)
 	local := map[string]int{}
 	var shown []string
@@ -218,13 +211,15 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		local[f.Name] = f.Local.Port
 		shown = append(shown, fmt.Sprintf("%s %d→%s", strings.TrimSuffix(f.Name, "_port"), f.Local.Port, f.Remote))
 	}
-	controlEndpoint := fmt.Sprintf("tcp://127.0.0.1:%d", local["control_port"])
-	if !p.Keep {
+	if s.ownsKernel() {
+		controlEndpoint := fmt.Sprintf("tcp://127.0.0.1:%d", local["control_port"])
 		s.push("shutdown_request", func() error {
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
 			err := wire.Shutdown(sctx, controlEndpoint, []byte(info.Key))
-			shutdownAcked = err == nil
+			s.mu.Lock()
+			s.shutdownAcked = err == nil
+			s.mu.Unlock()
 			if err != nil {
 				s.log.detail("shutdown_request not answered (%v); the kernel's process group is signalled instead", err)
 			}
@@ -233,7 +228,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	s.log.step("forwarded %d ports in %s (%s)", len(targets), since(t0), strings.Join(shown, ", "))
 
-	// 6. The local connection file, once every listener is bound.
+	// The local connection file, once every listener is bound.
 	data, err := info.Rewrite("127.0.0.1", local)
 	if err != nil {
 		return res, withKind(ErrKernel, "", fmt.Errorf("rewrite connection file: %w", err))
@@ -242,7 +237,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	name := fmt.Sprintf("kernel-kq-%s-%s.json", profiles.SafeName(p.Name), spec.ID[:8])
+	short := s.id
+	if short == "" {
+		short = uuid.NewString()
+	}
+	name := fmt.Sprintf("kernel-kq-%s-%s.json", profiles.SafeName(p.Name), short[:min(8, len(short))])
 	localPath, warning, err := writeLocalFile(dir, name, data)
 	if err != nil {
 		return res, err
@@ -252,31 +251,231 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	s.push("remove local connection file", func() error { return ignoreNotExist(os.Remove(localPath)) })
 
-	// 7. The kernel answers through the tunnel.
+	// The kernel answers through the tunnel.
 	t0 = time.Now()
-	if err := s.readyCheck(ctx, rk, fw, local["shell_port"], []byte(info.Key), settings.Alias); err != nil {
+	if err := s.readyCheck(ctx, rk, fw, local["shell_port"], []byte(info.Key), host.Alias); err != nil {
 		return res, err
 	}
 	s.log.step("ready in %s: %s", since(t0), localPath)
 
-	// 8. The frontend.
-	argv = p.FrontendArgv(localPath)
+	if o.Detach {
+		_, rk := s.current()
+		s.log.always("kernel %s left running on %s: %s (pid %d); attach with: kq attach %s %s; stop with: kq stop %s %s",
+			s.id, host.Alias, rk.Path, rk.PID, p.Name, s.id, p.Name, s.id)
+		return res, nil
+	}
+
+	// While the frontend runs: keepalives, reconnects, the kernel's death.
+	// The monitor stops before anything is torn down, so the teardown's own
+	// ending of the server session is not taken for a lost link.
+	mctx, mcancel := context.WithCancel(ctx)
+	mdone := make(chan struct{})
+	go func() {
+		defer close(mdone)
+		s.monitor(mctx, cancel)
+	}()
+	s.push("stop monitoring", func() error {
+		mcancel()
+		<-mdone
+		return nil
+	})
+
+	// The frontend.
+	argv := p.FrontendArgv(localPath)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	if err := ctx.Err(); err != nil {
-		return res, withKind(ErrInterrupted, "", fmt.Errorf("before frontend: %w", context.Cause(ctx)))
+		return res, s.endCause(ctx, fmt.Errorf("before frontend: %w", context.Cause(ctx)))
 	}
 	if err := cmd.Start(); err != nil {
 		return res, withKind(ErrUsage, "", fmt.Errorf("start frontend %s: %w", argv[0], err))
 	}
 	res.FrontendRan = true
 	frontendStarted <- cmd
+	// A session that ends for another reason (the kernel died, the link
+	// never came back) ends the frontend too.
+	stopFrontend := context.AfterFunc(ctx, func() {
+		if context.Cause(ctx) != ErrInterrupted {
+			stopProcess(cmd, sigDone)
+		}
+	})
+	defer stopFrontend()
 	werr := cmd.Wait()
 	res.ExitCode = exitCode(cmd.ProcessState, werr)
-	if context.Cause(ctx) == ErrInterrupted {
+	switch cause := context.Cause(ctx); {
+	case cause == ErrInterrupted:
 		res.ExitCode = 130
+	case cause != nil && ctx.Err() != nil:
+		return res, s.endCause(ctx, cause)
 	}
 	return res, nil
+}
+
+// endCause turns the reason a session was cancelled into its error.
+func (s *session) endCause(ctx context.Context, err error) error {
+	switch cause := context.Cause(ctx); {
+	case cause == ErrInterrupted:
+		return withKind(ErrInterrupted, "", err)
+	case errors.Is(cause, errKernelDied):
+		return withKind(ErrKernel, "the kernel process exited or was killed on the server; its log was removed with it",
+			fmt.Errorf("kernel died on %s", s.hops[len(s.hops)-1].Alias))
+	case cause != nil:
+		return cause
+	}
+	return err
+}
+
+// connect resolves the chain and dials it.
+func (s *session) connect(ctx context.Context) (profiles.SSHSettings, error) {
+	p := s.o.Profile
+	hops, err := s.o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
+	if err != nil {
+		return profiles.SSHSettings{}, withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
+	}
+	s.hops = hops
+	for i, h := range hops {
+		s.log.detail("%s, from %s", hopName(h, i, len(hops)), h.Source)
+	}
+	host := hops[len(hops)-1]
+	t0 := time.Now()
+	pr := newPrompter(promptEnvFromOS(s.o.StdinIsTerminal))
+	s.push("close terminal", func() error { closePrompter(pr); return nil })
+	s.auth = newAuthenticator(pr)
+	s.auth.log = &s.log
+	ch, err := dialChain(ctx, s.auth, hops)
+	if err != nil {
+		return host, err
+	}
+	s.mu.Lock()
+	s.ch = ch
+	s.mu.Unlock()
+	s.push("close ssh connections", func() error {
+		ch, _ := s.current()
+		return ch.Close()
+	})
+	via := ""
+	if len(hops) > 1 {
+		var names []string
+		for _, h := range hops[:len(hops)-1] {
+			names = append(names, h.Alias)
+		}
+		via = " via " + strings.Join(names, ", ")
+	}
+	s.log.step("connected to %s@%s%s in %s", host.User, host.Address(), via, since(t0))
+	return host, nil
+}
+
+// ownsKernel says whether this session stops the kernel at its end.
+func (s *session) ownsKernel() bool {
+	if s.o.Attach != nil {
+		return s.o.Attach.StopOnExit
+	}
+	return !s.o.Profile.Keep && !s.o.Detach
+}
+
+// kernel starts the kernel or finds the one to attach to, and registers
+// how the session lets go of it. It returns the connection info and the
+// address to forward to, as seen from the host.
+func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connfile.Info, string, error) {
+	p := s.o.Profile
+	ch, _ := s.current()
+	kernelIP := p.KernelIP
+	var data []byte
+	var where string
+	if a := s.o.Attach; a != nil {
+		if a.IP != "" {
+			kernelIP = a.IP
+		} else if kernelIP == "" {
+			kernelIP = "auto" // an existing kernel listens where its file says
+		}
+		target, err := resolveAttach(ctx, ch.host(), p.RuntimeDir, a)
+		if err != nil {
+			return nil, "", err
+		}
+		if target.kqID != "" {
+			rk, err := attachKernel(ctx, ch.host(), target.rt, target.kqID)
+			if err != nil {
+				return nil, "", fmt.Errorf("attach to kernel %s on %s: %w", target.kqID, host.Alias, err)
+			}
+			s.hold(rk, target.rt, target.kqID)
+			data, where = rk.JSON, rk.Path
+		} else {
+			data, where = target.json, target.path
+			if s.ownsKernel() && target.path != "" {
+				s.push("remove connection file", func() error {
+					ch, _ := s.current()
+					_, err := runOp(context.Background(), ch.host(), remoteVars{path: target.path}, "op_rm")
+					return err
+				})
+			}
+		}
+	} else {
+		spec := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env,
+			ID: uuid.NewString(), Linger: p.Linger, Keep: p.Keep || s.o.Detach}
+		if kernelIP != "" && kernelIP != "auto" {
+			spec.IP = kernelIP
+		}
+		rk, err := startKernel(ctx, ch.host(), spec)
+		if err != nil {
+			return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
+		}
+		s.hold(rk, path.Dir(rk.Path), spec.ID)
+		data, where = rk.JSON, rk.Path
+	}
+	info, err := connfile.Parse(data)
+	if err != nil {
+		hint := ""
+		if s.ownsKernel() {
+			hint = "the kernel wrote a connection file kq cannot use; it was stopped"
+		}
+		return nil, "", withKind(ErrKernel, hint, fmt.Errorf("connection file %s on %s: %w", where, host.Alias, err))
+	}
+	switch kernelIP {
+	case "":
+		return info, "127.0.0.1", nil
+	case "auto":
+		if info.IP == "" || info.IP == "0.0.0.0" {
+			return info, "127.0.0.1", nil
+		}
+		return info, info.IP, nil
+	}
+	return info, kernelIP, nil
+}
+
+// hold records the session's hold on a kq kernel and how it ends: stopped
+// (a kernel this session owns), detached (kept), or released.
+func (s *session) hold(rk *remoteKernel, rt, id string) {
+	s.mu.Lock()
+	s.rk, s.rt, s.id = rk, rt, id
+	s.mu.Unlock()
+	switch {
+	case s.ownsKernel():
+		s.push("stop kernel", func() error {
+			_, rk := s.current()
+			s.mu.Lock()
+			acked := s.shutdownAcked
+			s.mu.Unlock()
+			if acked {
+				return rk.stop()
+			}
+			return rk.kill()
+		})
+	case s.o.Attach == nil && (s.o.Profile.Keep || s.o.Detach):
+		s.push("leave kernel running", func() error {
+			_, rk := s.current()
+			err := rk.detach()
+			if !s.o.Detach {
+				s.log.always("kernel %s left running on %s: %s (pid %d); reattach with: kq attach %s %s; stop with: kq stop %s %s",
+					s.id, s.hops[len(s.hops)-1].Alias, rk.Path, rk.PID, s.o.Profile.Name, s.id, s.o.Profile.Name, s.id)
+			}
+			return err
+		})
+	default:
+		s.push("release kernel", func() error {
+			_, rk := s.current()
+			return rk.release()
+		})
+	}
 }
 
 // readyCheck sends a signed kernel_info_request through the tunnel and
@@ -285,9 +484,13 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 func (s *session) readyCheck(ctx context.Context, rk *remoteKernel, fw *forwarder, shellPort int, key []byte, host string) error {
 	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
 	defer rcancel()
-	go func() { // a kernel that dies ends the wait at once
+	var ended <-chan struct{} // a kq kernel that dies ends the wait at once
+	if rk != nil {
+		ended = rk.died
+	}
+	go func() {
 		select {
-		case <-rk.done:
+		case <-ended:
 			rcancel()
 		case <-rctx.Done():
 		}
@@ -307,7 +510,7 @@ func (s *session) readyCheck(ctx context.Context, rk *remoteKernel, fw *forwarde
 		return withKind(ErrForward, hint, fmt.Errorf("forward through %s: %w", host, derr))
 	}
 	select {
-	case <-rk.done:
+	case <-ended:
 		return withKind(ErrKernel, "", fmt.Errorf("kernel on %s exited before answering", host))
 	default:
 	}

@@ -52,6 +52,9 @@ type Layer struct {
 	Linger     *time.Duration
 	Frontend   []string
 	Keep       *bool
+	// Keepalive and KeepaliveCount tune dead-link detection.
+	Keepalive      *time.Duration
+	KeepaliveCount *int
 }
 
 // Profile is the fully resolved description of one session.
@@ -81,6 +84,11 @@ type Profile struct {
 	Frontend []string
 	// Keep leaves the kernel running when the session ends.
 	Keep bool
+	// Keepalive is the interval of keepalive requests and KeepaliveCount
+	// how many may go unanswered before the link counts as dead; 0 means
+	// ssh config's ServerAliveInterval/CountMax, else the defaults.
+	Keepalive      time.Duration
+	KeepaliveCount int
 }
 
 // Resolve folds layers in order (later wins) over the built-in defaults.
@@ -111,6 +119,12 @@ func Resolve(name string, layers ...Layer) (Profile, error) {
 		}
 		if l.Keep != nil {
 			p.Keep = *l.Keep
+		}
+		if l.Keepalive != nil {
+			p.Keepalive = *l.Keepalive
+		}
+		if l.KeepaliveCount != nil {
+			p.KeepaliveCount = *l.KeepaliveCount
 		}
 	}
 	return p, p.Validate()
@@ -143,6 +157,9 @@ func (p Profile) Validate() error {
 	}
 	if p.Linger < 0 {
 		return fmt.Errorf("%w %q: linger: negative duration %s", ErrInvalid, p.Name, p.Linger)
+	}
+	if p.Keepalive < 0 || p.KeepaliveCount < 0 {
+		return fmt.Errorf("%w %q: keepalive: negative value", ErrInvalid, p.Name)
 	}
 	if p.KernelIP != "" && p.KernelIP != "auto" && net.ParseIP(p.KernelIP) == nil {
 		return fmt.Errorf("%w %q: kernel_ip: %q is not an IP address or \"auto\"", ErrInvalid, p.Name, p.KernelIP)

@@ -53,6 +53,9 @@ type SSHSettings struct {
 	NumberOfPasswordPrompts int
 	// HashKnownHosts says new known_hosts lines get hashed host names.
 	HashKnownHosts bool
+	// ServerAliveInterval (0: off) and ServerAliveCountMax, as in ssh.
+	ServerAliveInterval time.Duration
+	ServerAliveCountMax int
 	// Source says where these came from ("ssh -G" or "ssh_config parser").
 	Source string
 }
@@ -187,6 +190,14 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			}
 		case "hashknownhosts":
 			s.HashKnownHosts = val == "yes"
+		case "serveraliveinterval":
+			if n, err := strconv.Atoi(val); err == nil {
+				s.ServerAliveInterval = time.Duration(n) * time.Second
+			}
+		case "serveralivecountmax":
+			if n, err := strconv.Atoi(val); err == nil {
+				s.ServerAliveCountMax = n
+			}
 		}
 	}
 	return s, sc.Err()
@@ -277,6 +288,12 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 		s.NumberOfPasswordPrompts = n
 	}
 	s.HashKnownHosts = strings.EqualFold(str("HashKnownHosts"), "yes")
+	if n, err := strconv.Atoi(str("ServerAliveInterval")); err == nil {
+		s.ServerAliveInterval = time.Duration(n) * time.Second
+	}
+	if n, err := strconv.Atoi(str("ServerAliveCountMax")); err == nil {
+		s.ServerAliveCountMax = n
+	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
 	}

@@ -1,0 +1,405 @@
+package launcher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kq-dev/kq/launcher/connfile"
+	"github.com/kq-dev/kq/launcher/wire"
+	"golang.org/x/crypto/ssh"
+)
+
+// KernelEntry is one kernel connection file in a host's runtime dir, as
+// kq ls shows it.
+type KernelEntry struct {
+	// ID is what kq commands accept for it: a kq kernel's uuid, or the
+	// file name without "kernel-" and ".json" for others.
+	ID string `json:"id"`
+	// File is the connection file's path on the host.
+	File string `json:"file"`
+	// AgeSeconds is the connection file's age.
+	AgeSeconds int `json:"age_seconds"`
+	// KQ says kq started it (and manages its lifetime).
+	KQ bool `json:"kq"`
+	// PID is a kq kernel's process id; 0 when unknown.
+	PID int `json:"pid,omitempty"`
+	// Alive is whether the kernel runs: its process for kq kernels, its
+	// heartbeat port accepting a connection for others.
+	Alive bool `json:"alive"`
+	// Held is whether a kq session holds it now.
+	Held bool `json:"held"`
+	// Kept is whether it stays up without any kq session (--keep, --detach).
+	Kept bool `json:"kept"`
+
+	json []byte
+}
+
+// manager is a connection to a profile's host for the kernel-management
+// commands (ls, attach's lookup, stop, interrupt, restart).
+type manager struct {
+	s *session
+}
+
+func openManager(ctx context.Context, o Options) (*manager, error) {
+	s := &session{o: o, log: reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}}
+	if _, err := s.connect(ctx); err != nil {
+		s.unwind()
+		return nil, err
+	}
+	return &manager{s: s}, nil
+}
+
+func (m *manager) close() error { return m.s.unwind() }
+
+func (m *manager) client() *ssh.Client {
+	ch, _ := m.s.current()
+	return ch.host()
+}
+
+// List returns the kernels in the profile's runtime dir on its host.
+func List(ctx context.Context, o Options) ([]KernelEntry, error) {
+	m, err := openManager(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer m.close()
+	return m.list(ctx)
+}
+
+func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
+	lines, err := runOp(ctx, m.client(), remoteVars{rt: m.s.o.Profile.RuntimeDir}, "op_list")
+	if err != nil {
+		return nil, fmt.Errorf("list kernels: %w", err)
+	}
+	var out []KernelEntry
+	var cur *KernelEntry
+	var buf bytes.Buffer
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "KQ-ENTRY "):
+			f := strings.Split(strings.TrimPrefix(l, "KQ-ENTRY "), "|")
+			if len(f) != 7 {
+				continue
+			}
+			e := KernelEntry{File: f[0], KQ: f[2] == "yes", Alive: f[4] == "alive", Held: f[5] == "yes", Kept: f[6] == "yes"}
+			e.AgeSeconds, _ = strconv.Atoi(f[1])
+			e.PID, _ = strconv.Atoi(f[3])
+			e.ID = strings.TrimSuffix(strings.TrimPrefix(path.Base(e.File), "kernel-"), ".json")
+			if e.KQ {
+				e.ID = strings.TrimPrefix(e.ID, "kq-")
+			}
+			out = append(out, e)
+			cur = &out[len(out)-1]
+			buf.Reset()
+		case l == tagBegin:
+			buf.Reset()
+		case l == tagEnd && cur != nil:
+			cur.json = append([]byte(nil), bytes.TrimSpace(buf.Bytes())...)
+		default:
+			buf.WriteString(l + "\n")
+		}
+	}
+	// Kernels kq did not start: alive if their heartbeat port accepts.
+	for i := range out {
+		e := &out[i]
+		if e.KQ {
+			continue
+		}
+		if info, err := connfile.Parse(e.json); err == nil {
+			ip := info.IP
+			if ip == "" || ip == "0.0.0.0" {
+				ip = "127.0.0.1"
+			}
+			if c, err := dialTimeout(m.client(), net.JoinHostPort(ip, strconv.Itoa(info.HBPort)), 5*time.Second); err == nil {
+				c.Close()
+				e.Alive = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// dialTimeout opens a forward through c, giving up after d.
+func dialTimeout(c *ssh.Client, addr string, d time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return connect(ctx, c, addr)
+}
+
+// attachTarget is a resolved kq attach target.
+type attachTarget struct {
+	kqID, rt   string // a kq kernel: held through remote.sh
+	path       string // another kernel's connection file on the host
+	json       []byte // its content
+}
+
+// resolveAttach finds the kernel a attach names.
+func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarget) (attachTarget, error) {
+	if a.JSON != nil {
+		data, err := extractJSON(a.JSON)
+		if err != nil {
+			return attachTarget{}, withKind(ErrUsage, "paste the JSON that %connect_info prints", err)
+		}
+		return attachTarget{json: data}, nil
+	}
+	m := &manager{s: &session{}}
+	m.s.ch = &chain{clients: []*ssh.Client{c}}
+	m.s.o.Profile.RuntimeDir = rt
+	entries, err := m.list(ctx)
+	if err != nil {
+		return attachTarget{}, err
+	}
+	e, err := findKernel(entries, a.Ref)
+	if err == nil {
+		if e.KQ {
+			if !e.Alive {
+				return attachTarget{}, withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running (%s)", e.ID, e.File))
+			}
+			return attachTarget{kqID: e.ID, rt: path.Dir(e.File)}, nil
+		}
+		return attachTarget{path: e.File, json: e.json}, nil
+	}
+	if !strings.Contains(a.Ref, "/") {
+		return attachTarget{}, err
+	}
+	lines, cerr := runOp(ctx, c, remoteVars{path: a.Ref}, "op_cat")
+	if cerr != nil {
+		return attachTarget{}, cerr
+	}
+	var buf bytes.Buffer
+	in := false
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, tagError):
+			return attachTarget{}, withKind(ErrUsage, "", errors.New(strings.TrimPrefix(l, tagError)))
+		case l == tagBegin:
+			in = true
+		case l == tagEnd:
+			in = false
+		case in:
+			buf.WriteString(l + "\n")
+		}
+	}
+	// A kq kernel given by path is held like one given by id.
+	base := path.Base(a.Ref)
+	if strings.HasPrefix(base, "kernel-kq-") && strings.HasSuffix(base, ".json") {
+		id := strings.TrimSuffix(strings.TrimPrefix(base, "kernel-kq-"), ".json")
+		return attachTarget{kqID: id, rt: path.Dir(a.Ref)}, nil
+	}
+	return attachTarget{path: a.Ref, json: bytes.TrimSpace(buf.Bytes())}, nil
+}
+
+// findKernel matches ref against entries: a kq id or a unique prefix of
+// it, a file name (with or without .json), or a path.
+func findKernel(entries []KernelEntry, ref string) (KernelEntry, error) {
+	var matches []KernelEntry
+	for _, e := range entries {
+		base := path.Base(e.File)
+		switch ref {
+		case e.File, base, strings.TrimSuffix(base, ".json"), e.ID:
+			return e, nil
+		}
+		if len(ref) >= 4 && strings.HasPrefix(e.ID, ref) {
+			matches = append(matches, e)
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return KernelEntry{}, withKind(ErrUsage, "kq ls PROFILE lists the kernels there",
+			fmt.Errorf("no kernel %q in the runtime dir", ref))
+	}
+	var ids []string
+	for _, m := range matches {
+		ids = append(ids, m.ID)
+	}
+	return KernelEntry{}, withKind(ErrUsage, "", fmt.Errorf("%q matches several kernels: %s", ref, strings.Join(ids, ", ")))
+}
+
+// extractJSON takes the first JSON object out of text such as
+// %connect_info's output, which adds instructions after it.
+func extractJSON(text []byte) ([]byte, error) {
+	i := bytes.IndexByte(text, '{')
+	if i < 0 {
+		return nil, errors.New("no JSON object in the input")
+	}
+	var raw json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(text[i:])).Decode(&raw); err != nil {
+		return nil, fmt.Errorf("read connection JSON: %w", err)
+	}
+	return raw, nil
+}
+
+// Stop shuts kernels down (shutdown_request, then signals for kq's) and
+// removes their files. refs name kernels as attach does; allKQ adds every
+// kernel kq started there.
+func Stop(ctx context.Context, o Options, refs []string, allKQ bool) error {
+	m, err := openManager(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+	entries, err := m.list(ctx)
+	if err != nil {
+		return err
+	}
+	var targets []KernelEntry
+	for _, ref := range refs {
+		e, err := findKernel(entries, ref)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, e)
+	}
+	if allKQ {
+		for _, e := range entries {
+			if e.KQ {
+				targets = append(targets, e)
+			}
+		}
+	}
+	var errs []error
+	for _, e := range targets {
+		if err := m.stop(ctx, e); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", e.ID, err))
+			continue
+		}
+		m.s.log.always("stopped kernel %s (%s)", e.ID, e.File)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *manager) stop(ctx context.Context, e KernelEntry) error {
+	acked := false
+	if info, err := connfile.Parse(e.json); err == nil && e.Alive {
+		acked = m.withForward(info, info.ControlPort, func(endpoint string) error {
+			sctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
+			defer cancel()
+			return wire.Shutdown(sctx, endpoint, []byte(info.Key))
+		}) == nil
+	}
+	if e.KQ {
+		grace := 0
+		if acked {
+			grace = 30
+		}
+		lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID, graceDS: grace}, "op_stop")
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(lines, tagStopped) && !slices.Contains(lines, tagGone) {
+			return fmt.Errorf("no confirmation from the server: %q", lines)
+		}
+		return nil
+	}
+	if e.Alive && !acked {
+		return withKind(ErrKernel, "kq can only signal kernels it started", errors.New("the kernel did not answer shutdown_request"))
+	}
+	_, err := runOp(ctx, m.client(), remoteVars{path: e.File}, "op_rm")
+	return err
+}
+
+// withForward runs fn with a temporary local forward to one kernel port.
+func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint string) error) error {
+	ip := info.IP
+	if ip == "" || ip == "0.0.0.0" {
+		ip = "127.0.0.1"
+	}
+	fw, err := listenForwards(m.client(), []Target{{Name: "port", Host: ip, Port: port}})
+	if err != nil {
+		return err
+	}
+	defer fw.close()
+	return fn(fmt.Sprintf("tcp://127.0.0.1:%d", fw.forwards[0].Local.Port))
+}
+
+// Interrupt sends SIGINT to a kernel kq started, for frontends that cannot
+// interrupt a remote kernel themselves.
+func Interrupt(ctx context.Context, o Options, ref string) error {
+	m, err := openManager(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+	e, err := m.kqKernel(ctx, ref)
+	if err != nil {
+		return err
+	}
+	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, "op_interrupt")
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(lines, tagDone) {
+		return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
+	}
+	m.s.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
+	return nil
+}
+
+// Restart replaces a kq kernel's process. The new process reads the same
+// connection file, so the key and the ports stay and an open session keeps
+// its local ports; kq waits until the new kernel answers.
+func Restart(ctx context.Context, o Options, ref string) error {
+	m, err := openManager(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+	e, err := m.kqKernel(ctx, ref)
+	if err != nil {
+		return err
+	}
+	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, "op_restart")
+	if err != nil {
+		return err
+	}
+	pid := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, tagPID) {
+			pid, _ = strconv.Atoi(strings.TrimPrefix(l, tagPID))
+		}
+	}
+	if pid == 0 {
+		return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
+	}
+	info, err := connfile.Parse(e.json)
+	if err != nil {
+		return withKind(ErrKernel, "", err)
+	}
+	err = m.withForward(info, info.ShellPort, func(endpoint string) error {
+		rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		_, err := wire.KernelInfo(rctx, endpoint, []byte(info.Key))
+		return err
+	})
+	if err != nil {
+		return withKind(ErrKernel, "", fmt.Errorf("restarted kernel %s does not answer: %w", e.ID, err))
+	}
+	m.s.log.always("restarted kernel %s (pid %d)", e.ID, pid)
+	return nil
+}
+
+func (m *manager) kqKernel(ctx context.Context, ref string) (KernelEntry, error) {
+	entries, err := m.list(ctx)
+	if err != nil {
+		return KernelEntry{}, err
+	}
+	e, err := findKernel(entries, ref)
+	if err != nil {
+		return e, err
+	}
+	if !e.KQ {
+		return e, withKind(ErrUsage, "kq knows the process only of kernels it started", fmt.Errorf("%s was not started by kq", e.ID))
+	}
+	return e, nil
+}

@@ -1,0 +1,186 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Dead-link detection defaults, as profile keepalive and keepalive_count.
+const (
+	DefaultKeepalive      = 5 * time.Second
+	DefaultKeepaliveCount = 3
+	reconnectFirst        = 500 * time.Millisecond
+	reconnectCap          = 8 * time.Second
+)
+
+// keepaliveSettings picks the profile's values, else ssh config's
+// ServerAliveInterval/CountMax, else the defaults.
+func (s *session) keepaliveSettings() (time.Duration, int) {
+	p, host := s.o.Profile, s.hops[len(s.hops)-1]
+	interval, count := p.Keepalive, p.KeepaliveCount
+	if interval <= 0 {
+		interval = host.ServerAliveInterval
+	}
+	if interval <= 0 {
+		interval = DefaultKeepalive
+	}
+	if count <= 0 {
+		count = host.ServerAliveCountMax
+	}
+	if count <= 0 {
+		count = DefaultKeepaliveCount
+	}
+	return interval, count
+}
+
+// errLinkDead: count keepalives in a row went unanswered.
+var errLinkDead = errors.New("no answer to keepalives")
+
+// keepalive sends a keepalive request every interval, each with its own
+// timeout (an x/crypto request blocks for ever on a dead link), and
+// returns errLinkDead once count in a row are unanswered: a silent link is
+// found within interval × (count + 1). It returns nil when ctx ends.
+func keepalive(ctx context.Context, c *ssh.Client, interval time.Duration, count int) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	misses := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			// OpenSSH answers an unknown request with a failure: that is an
+			// answer, and all that counts.
+			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+			answered <- err
+		}()
+		timer := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case err := <-answered:
+			timer.Stop()
+			if err != nil {
+				return fmt.Errorf("%w: %w", errLinkDead, err)
+			}
+			misses = 0
+		case <-timer.C:
+			misses++
+			if misses >= count {
+				return errLinkDead
+			}
+		}
+	}
+}
+
+// monitor watches the session while the frontend runs: the kernel's death
+// ends it (exit 7); a dead link or a lost server session leads to a
+// reconnect that keeps the local ports; a reconnect that cannot succeed
+// ends the session with its reason.
+func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
+	interval, count := s.keepaliveSettings()
+	for {
+		ch, rk := s.current()
+		kctx, kcancel := context.WithCancel(ctx)
+		dead := make(chan error, 1)
+		go func() { dead <- keepalive(kctx, ch.host(), interval, count) }()
+		var died, lost <-chan struct{}
+		if rk != nil {
+			died, lost = rk.died, rk.done
+		}
+		var why error
+		select {
+		case <-ctx.Done():
+			kcancel()
+			return
+		case <-died:
+			kcancel()
+			cancel(errKernelDied)
+			return
+		case err := <-dead:
+			why = err
+		case <-lost:
+			why = errors.New("the server ended kq's session")
+		}
+		kcancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err := s.reconnect(ctx, why); err != nil {
+			if ctx.Err() == nil { // not merely told to stop
+				cancel(err)
+			}
+			return
+		}
+	}
+}
+
+// reconnect re-dials the whole chain with capped, jittered backoff and
+// takes hold of the kernel again, keeping the local listeners (and so the
+// frontend's ports). Authentication and host-key failures are not retried;
+// after linger the kernel has stopped itself, so kq stops trying.
+func (s *session) reconnect(ctx context.Context, why error) error {
+	host := s.hops[len(s.hops)-1]
+	lost := time.Now()
+	s.log.always("connection to %s lost (%v); reconnecting", host.Alias, why)
+	old, oldRK := s.current()
+	old.Close()
+	if oldRK != nil {
+		oldRK.close()
+	}
+	backoff := reconnectFirst
+	limit := s.o.Profile.Linger
+	for attempt := 1; ; attempt++ {
+		if limit > 0 && time.Since(lost) > limit {
+			return withKind(ErrKernel, "the server stops a kernel no kq has held for linger; start a new session",
+				fmt.Errorf("no connection to %s for %s, longer than linger (%s): the kernel is gone", host.Alias,
+					since(lost), limit))
+		}
+		wait := backoff/2 + rand.N(backoff)
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, reconnectCap)
+		ch, err := dialChain(ctx, s.auth, s.hops)
+		if err != nil {
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrInterrupted) {
+				return err
+			}
+			s.log.detail("reconnect attempt %d: %v", attempt, err)
+			continue
+		}
+		var rk *remoteKernel
+		if s.id != "" {
+			rk, err = attachKernel(ctx, ch.host(), s.rt, s.id)
+			if err != nil {
+				ch.Close()
+				if errors.Is(err, errKernelGone) {
+					return withKind(ErrKernel, "", fmt.Errorf("reconnected to %s after %s, but the kernel is gone", host.Alias, since(lost)))
+				}
+				s.log.detail("reconnect attempt %d: %v", attempt, err)
+				continue
+			}
+		}
+		s.mu.Lock()
+		s.ch = ch
+		if rk != nil {
+			s.rk = rk
+		}
+		fw := s.fw
+		s.mu.Unlock()
+		fw.setDialer(ch.host())
+		s.log.always("reconnected to %s in %s", host.Alias, since(lost))
+		return nil
+	}
+}
