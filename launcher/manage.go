@@ -137,9 +137,9 @@ func dialTimeout(c *ssh.Client, addr string, d time.Duration) (net.Conn, error) 
 
 // attachTarget is a resolved kq attach target.
 type attachTarget struct {
-	kqID, rt   string // a kq kernel: held through remote.sh
-	path       string // another kernel's connection file on the host
-	json       []byte // its content
+	kqID, rt string // a kq kernel: held through remote.sh
+	path     string // another kernel's connection file on the host
+	json     []byte // its content
 }
 
 // resolveAttach finds the kernel a attach names.
