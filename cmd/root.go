@@ -106,7 +106,12 @@ and stops the kernel and removes every file it made when the frontend exits.
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print more detail about each step")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print nothing but errors")
 	addRunFlags(root)
-	root.AddCommand(newRunCmd(ctx, g, stdio, sigs, code))
+	root.AddCommand(newRunCmd(ctx, g, stdio, sigs, code),
+		newLsCmd(ctx, g, stdio, sigs),
+		newAttachCmd(ctx, g, stdio, sigs, code),
+		newStopCmd(ctx, g, stdio, sigs),
+		newSignalCmd(ctx, g, stdio, sigs, "interrupt", "Send SIGINT to a kernel kq started (for frontends that cannot interrupt a remote kernel)", launcher.Interrupt),
+		newSignalCmd(ctx, g, stdio, sigs, "restart", "Restart a kernel kq started, with the same key and ports", launcher.Restart))
 	return root
 }
 

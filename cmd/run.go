@@ -22,6 +22,7 @@ func addRunFlags(c *cobra.Command) {
 	f.Bool("keep", false, "leave the kernel running when the session ends and print its connection file")
 	f.String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J ("none": ignore ssh config's ProxyJump)`)
 	f.Bool("dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
+	f.Bool("detach", false, "start the kernel and leave it running without a frontend, until kq stop")
 }
 
 func newRunCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) *cobra.Command {
@@ -52,21 +53,12 @@ func runSession(ctx context.Context, c *cobra.Command, g *globalOptions, args []
 	if len(args) != 1 {
 		return ExitUsage, usageError(c, "want exactly one PROFILE before '--'")
 	}
-	p, err := resolveProfile(c, g, args[0])
+	opts, err := launcherOptions(c, g, args[0], stdio, sigs)
 	if err != nil {
 		return ExitUsage, err
 	}
-	p.Frontend = append(p.Frontend, extra...)
-	opts := launcher.Options{
-		Profile:         p,
-		Stdin:           stdio.In,
-		Stdout:          stdio.Out,
-		Stderr:          stdio.Err,
-		StdinIsTerminal: stdio.InIsTerminal,
-		Quiet:           g.quiet,
-		Verbose:         g.verbose,
-		Signals:         sigs,
-	}
+	opts.Profile.Frontend = append(opts.Profile.Frontend, extra...)
+	opts.Detach, _ = c.Flags().GetBool("detach")
 	if dry, _ := c.Flags().GetBool("dry-run"); dry {
 		plan, err := launcher.Plan(ctx, opts)
 		if err != nil {

@@ -66,24 +66,37 @@ kc = BlockingKernelClient(connection_file=cf)
 kc.load_connection_file()
 kc.start_channels()
 kc.wait_for_ready(timeout=60)
+
+def run(code, interrupt_after=None):
+    msg_id = kc.execute(code)
+    if interrupt_after is not None:
+        time.sleep(interrupt_after)
+        kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+    out = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        m = kc.get_iopub_msg(timeout=120)
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "stream":
+            out.append(m["content"]["text"])
+        elif m["msg_type"] == "error":
+            out.append("ERROR " + m["content"]["ename"])
+        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+    return "".join(out)
+
 code = os.environ.get("KQ_TEST_CODE", "import os; print(os.getpid())")
-msg_id = kc.execute(code)
-out = []
-deadline = time.time() + 60
-while time.time() < deadline:
-    m = kc.get_iopub_msg(timeout=60)
-    if m["parent_header"].get("msg_id") != msg_id:
-        continue
-    if m["msg_type"] == "stream":
-        out.append(m["content"]["text"])
-    elif m["msg_type"] == "error":
-        out.append("ERROR " + m["content"]["ename"])
-    elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-        break
-kc.stop_channels()
+ia = os.environ.get("KQ_TEST_INTERRUPT_AFTER")
+out = run(code, float(ia) if ia else None)
 ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
 print("KQTEST " + json.dumps({"file": cf, "mode": mode, "dirmode": dmode, "ip": info["ip"], "ports": ports,
-      "key": info["key"], "out": "".join(out), "pid": os.getpid(), "argv": sys.argv[2:]}), flush=True)
+      "key": info["key"], "out": out, "pid": os.getpid(), "argv": sys.argv[2:]}), flush=True)
+code2 = os.environ.get("KQ_TEST_CODE2")
+if code2:
+    sys.stdin.readline()  # the test says when
+    print("KQTEST2 " + json.dumps({"out": run(code2)}), flush=True)
+kc.stop_channels()
 if os.environ.get("KQ_TEST_WAIT"):
     sys.stdin.read()
 sys.exit(int(os.environ.get("KQ_TEST_EXIT", "0")))

@@ -139,6 +139,18 @@ func (f *forwarder) setDialer(d Dialer) {
 	f.dialer = d
 }
 
+// dropConnections closes every relayed connection but keeps listening.
+// After a lost link the frontend's ZeroMQ sockets must see their
+// connections end at once: they then queue messages and reconnect, where a
+// relay half-open on a dead SSH channel would swallow the next message.
+func (f *forwarder) dropConnections() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
+}
+
 func (f *forwarder) track(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

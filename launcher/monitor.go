@@ -134,8 +134,12 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 	s.log.always("connection to %s lost (%v); reconnecting", host.Alias, why)
 	old, oldRK := s.current()
 	old.Close()
+	s.mu.Lock()
+	fw := s.fw
+	s.mu.Unlock()
+	fw.dropConnections()
 	if oldRK != nil {
-		oldRK.close()
+		go oldRK.close() // its session is dead; do not wait for it
 	}
 	backoff := reconnectFirst
 	limit := s.o.Profile.Linger
@@ -177,7 +181,6 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 		if rk != nil {
 			s.rk = rk
 		}
-		fw := s.fw
 		s.mu.Unlock()
 		fw.setDialer(ch.host())
 		s.log.always("reconnected to %s in %s", host.Alias, since(lost))

@@ -388,6 +388,17 @@ func (rk *remoteKernel) command(cmd, want string, timeout time.Duration) error {
 	}
 }
 
+// hasDied reports whether the server said the kernel died; its watchdog
+// then removes its files, and there is nothing left to stop.
+func (rk *remoteKernel) hasDied() bool {
+	select {
+	case <-rk.died:
+		return true
+	default:
+		return false
+	}
+}
+
 // stop ends a kernel that was sent shutdown_request: a grace period for it
 // to exit by itself, then TERM and KILL to its process group; its remote
 // files are removed.

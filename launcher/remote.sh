@@ -66,7 +66,9 @@ hold() {
   : > "$hold"
   (
     while :; do
-      if [ ! -e "$restarting" ] && ! alive; then echo KQ-DIED; exit 0; fi
+      # A dead kernel ends the whole session ($$ is the hold shell), even
+      # one whose kq is out of reach and sends nothing more.
+      if [ ! -e "$restarting" ] && ! alive; then echo KQ-DIED; kill $$ 2>/dev/null; exit 0; fi
       echo KQ-TICK || exit 0
       sleep 1
     done

@@ -214,6 +214,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if s.ownsKernel() {
 		controlEndpoint := fmt.Sprintf("tcp://127.0.0.1:%d", local["control_port"])
 		s.push("shutdown_request", func() error {
+			if errors.Is(context.Cause(ctx), errKernelDied) {
+				return nil // nobody to ask
+			}
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
 			err := wire.Shutdown(sctx, controlEndpoint, []byte(info.Key))
@@ -452,6 +455,10 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 	case s.ownsKernel():
 		s.push("stop kernel", func() error {
 			_, rk := s.current()
+			if rk.hasDied() {
+				rk.close()
+				return nil
+			}
 			s.mu.Lock()
 			acked := s.shutdownAcked
 			s.mu.Unlock()
