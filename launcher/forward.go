@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -107,18 +108,29 @@ func (f *forwarder) serve(ln net.Listener, remote string) {
 }
 
 // relay copies both ways, passing a half-close on as a half-close, and
-// closes both ends when both directions are done.
+// closes both ends when both directions are done. When the remote end is
+// an SSH channel that the server closed (not just half-closed), the local
+// connection is closed as soon as everything the server sent is written,
+// as ssh -L does.
 func relay(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(1)
+	upDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(upDone)
 		_, _ = io.Copy(b, a)
 		closeWrite(b)
 	}()
 	_, _ = io.Copy(a, b)
 	closeWrite(a)
-	wg.Wait()
+	var closed <-chan struct{}
+	if cc, ok := b.(interface{ Closed() <-chan struct{} }); ok {
+		closed = cc.Closed()
+	}
+	select {
+	case <-upDone:
+	case <-closed:
+		a.Close()
+		<-upDone
+	}
 	a.Close()
 	b.Close()
 }
@@ -220,3 +232,65 @@ func probeForwarding(c *ssh.Client, name string) error {
 	}
 	return nil
 }
+
+// sshDialer opens direct-tcpip channels itself, rather than through
+// ssh.Client.Dial, to learn when the server closes a channel for good:
+// EOF from the server is passed on as a half-close, but CLOSE closes the
+// local connection entirely, as ssh -L does. A ZeroMQ peer never sees a
+// half-open connection into which its next message would vanish.
+type sshDialer struct{ c *ssh.Client }
+
+// directTCPIP is the RFC 4254 7.2 channel-open payload.
+type directTCPIP struct {
+	Addr     string
+	Port     uint32
+	OrigAddr string
+	OrigPort uint32
+}
+
+func (d sshDialer) Dial(network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", portStr, err)
+	}
+	ch, reqs, err := d.c.OpenChannel("direct-tcpip", ssh.Marshal(&directTCPIP{
+		Addr: host, Port: uint32(port), OrigAddr: "127.0.0.1", OrigPort: 0}))
+	if err != nil {
+		return nil, err
+	}
+	cc := &channelConn{Channel: ch, closed: make(chan struct{}), remote: addr}
+	go func() {
+		for req := range reqs { // closed once the channel is closed
+			if req.WantReply {
+				_ = req.Reply(false, nil)
+			}
+		}
+		close(cc.closed)
+	}()
+	return cc, nil
+}
+
+// channelConn is an SSH channel as a net.Conn that also says when the
+// channel has been closed.
+type channelConn struct {
+	ssh.Channel
+	closed chan struct{}
+	remote string
+}
+
+// Closed is closed when the server closed the channel.
+func (c *channelConn) Closed() <-chan struct{}          { return c.closed }
+func (c *channelConn) LocalAddr() net.Addr              { return dummyAddr("ssh-local") }
+func (c *channelConn) RemoteAddr() net.Addr             { return dummyAddr(c.remote) }
+func (c *channelConn) SetDeadline(time.Time) error      { return nil }
+func (c *channelConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *channelConn) SetWriteDeadline(time.Time) error { return nil }
+
+type dummyAddr string
+
+func (a dummyAddr) Network() string { return "ssh" }
+func (a dummyAddr) String() string  { return string(a) }

@@ -315,7 +315,7 @@ func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint st
 	if ip == "" || ip == "0.0.0.0" {
 		ip = "127.0.0.1"
 	}
-	fw, err := listenForwards(m.client(), []Target{{Name: "port", Host: ip, Port: port}})
+	fw, err := listenForwards(sshDialer{m.client()}, []Target{{Name: "port", Host: ip, Port: port}})
 	if err != nil {
 		return err
 	}

@@ -182,7 +182,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 			s.rk = rk
 		}
 		s.mu.Unlock()
-		fw.setDialer(ch.host())
+		fw.setDialer(sshDialer{ch.host()})
 		s.log.always("reconnected to %s in %s", host.Alias, since(lost))
 		return nil
 	}

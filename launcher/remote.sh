@@ -79,8 +79,8 @@ hold() {
     case "$cmd" in
       stop) kill $ticker $extra 2>/dev/null; waitgone 30; kill_kernel; finish; echo KQ-STOPPED; exit 0;;
       kill) kill $ticker $extra 2>/dev/null; kill_kernel; finish; echo KQ-STOPPED; exit 0;;
-      detach) kill $ticker $extra 2>/dev/null; : > "$keepf"; echo KQ-DETACHED; exit 0;;
-      release) kill $ticker $extra 2>/dev/null; echo KQ-RELEASED; exit 0;;
+      detach) kill $ticker $extra 2>/dev/null; : > "$keepf"; rm -f "$hold"; echo KQ-DETACHED; exit 0;;
+      release) kill $ticker $extra 2>/dev/null; rm -f "$hold"; echo KQ-RELEASED; exit 0;;
     esac
   done
   kill $ticker $extra 2>/dev/null

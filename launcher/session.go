@@ -197,7 +197,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	for _, port := range info.Ports() {
 		targets = append(targets, Target{Name: port.Name, Host: kernelHost, Port: port.Number})
 	}
-	fw, err := listenForwards(ch.host(), targets)
+	fw, err := listenForwards(sshDialer{ch.host()}, targets)
 	if err != nil {
 		return res, err
 	}
