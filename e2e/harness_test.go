@@ -92,9 +92,26 @@ out = run(code, float(ia) if ia else None)
 ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
 print("KQTEST " + json.dumps({"file": cf, "mode": mode, "dirmode": dmode, "ip": info["ip"], "ports": ports,
       "key": info["key"], "out": out, "pid": os.getpid(), "argv": sys.argv[2:]}), flush=True)
+def settle():
+    # After a reconnect the SUB socket may subscribe again only after the
+    # next cell has published (ZeroMQ's slow joiner): run no-op cells until
+    # one is seen on IOPub, as a careful frontend would.
+    from queue import Empty
+    for _ in range(30):
+        msg_id = kc.execute("pass")
+        try:
+            while True:
+                m = kc.get_iopub_msg(timeout=2)
+                if (m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
+                        and m["content"]["execution_state"] == "idle"):
+                    return
+        except Empty:
+            continue
+
 code2 = os.environ.get("KQ_TEST_CODE2")
 if code2:
     sys.stdin.readline()  # the test says when
+    settle()
     print("KQTEST2 " + json.dumps({"out": run(code2)}), flush=True)
 kc.stop_channels()
 if os.environ.get("KQ_TEST_WAIT"):

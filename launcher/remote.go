@@ -79,8 +79,9 @@ type remoteVars struct {
 	linger  time.Duration
 	keep    bool
 	start   string // start_script, for op_start
-	path    string // for op_cat and op_rm
-	graceDS int    // tenths of a second, for op_stop
+	path     string // for op_cat and op_rm
+	graceDS  int    // tenths of a second, for op_stop
+	takeover int    // a holder pid to end, for op_attach after a reconnect
 }
 
 // remoteCommand is the command line for one op. No secret is ever part
@@ -102,8 +103,12 @@ func remoteProgram(v remoteVars, op string) string {
 		keep = 1
 	}
 	linger := int(v.linger / time.Second)
-	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%d\n",
-		or(rt, "''"), shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), v.graceDS)
+	takeover := ""
+	if v.takeover > 0 {
+		takeover = strconv.Itoa(v.takeover)
+	}
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%d\ntakeover=%s\n",
+		or(rt, "''"), shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), v.graceDS, or(takeover, "''"))
 	b.WriteString(remoteLib)
 	b.WriteString("\n" + op + "\n")
 	return b.String()
@@ -136,6 +141,7 @@ func shPath(p string) string {
 const (
 	tagFile     = "KQ-FILE "
 	tagPID      = "KQ-PID "
+	tagHolder   = "KQ-HOLDER "
 	tagError    = "KQ-ERROR "
 	tagLog      = "KQ-LOG "
 	tagBegin    = "KQ-JSON-BEGIN"
@@ -168,6 +174,9 @@ type remoteKernel struct {
 	Path string
 	// PID is the kernel's process (and process group) id on the host.
 	PID int
+	// holderPID is the server-side process of this hold, which a reconnect
+	// takes over.
+	holderPID int
 	// JSON is the connection file's content.
 	JSON []byte
 
@@ -231,10 +240,9 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 		return nil, err
 	}
 	if err := rk.readJSON(ctx); err != nil {
-		if rk.PID != 0 {
-			if kerr := rk.kill(); kerr != nil {
-				err = errors.Join(err, fmt.Errorf("stop the half-started kernel: %w", kerr))
-			}
+		// The server knows the kernel's pid even if kq has not read it yet.
+		if kerr := rk.kill(); kerr != nil && rk.PID != 0 {
+			err = errors.Join(err, fmt.Errorf("stop the half-started kernel: %w", kerr))
 		}
 		rk.close()
 		return nil, err
@@ -244,9 +252,10 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 }
 
 // attachKernel holds a running kq kernel (id in runtime dir rt) for a new
-// session: a reconnect, or kq attach.
-func attachKernel(ctx context.Context, client *ssh.Client, rt, id string) (*remoteKernel, error) {
-	rk, err := openRemote(client, remoteVars{rt: rt, id: id}, "op_attach")
+// session: a reconnect (which takes over the hold with pid takeover), or
+// kq attach (takeover 0).
+func attachKernel(ctx context.Context, client *ssh.Client, rt, id string, takeover int) (*remoteKernel, error) {
+	rk, err := openRemote(client, remoteVars{rt: rt, id: id, takeover: takeover}, "op_attach")
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +329,8 @@ func (rk *remoteKernel) readJSON(ctx context.Context) error {
 				rk.Path = strings.TrimPrefix(line, tagFile)
 			case strings.HasPrefix(line, tagPID):
 				rk.PID, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
+			case strings.HasPrefix(line, tagHolder):
+				rk.holderPID, _ = strconv.Atoi(strings.TrimPrefix(line, tagHolder))
 			case strings.HasPrefix(line, tagError):
 				failure = append(failure, strings.TrimPrefix(line, tagError))
 			case strings.HasPrefix(line, tagLog):

@@ -64,6 +64,7 @@ watchdog() {
 # session is gone. EOF on stdin ends the session, not the kernel.
 hold() {
   : > "$hold"
+  echo "KQ-HOLDER $$"
   (
     while :; do
       # A dead kernel ends the whole session ($$ is the hold shell), even
@@ -125,10 +126,27 @@ op_start() {
 # kq attach), after sending its connection file.
 op_attach() {
   if [ ! -e "$meta" ] || ! alive; then echo KQ-GONE; exit 0; fi
+  [ -n "$takeover" ] && take_over "$takeover"
   echo "KQ-FILE $f"; echo "KQ-PID $(pid)"
   echo KQ-JSON-BEGIN; cat "$f"; echo; echo KQ-JSON-END
   extra=
   hold
+}
+
+# take_over ends the server side of a kq connection that kq has given up
+# (a reconnect after a cut link): the holder with pid $1 and the sshd
+# process serving that connection, which still keeps the kernel's sockets
+# open and so would keep the frontend's reconnected sockets from being
+# accepted under their old identities. Only a holder of this kernel, and
+# only its sshd parent, are ended.
+take_over() {
+  ps -o args= -p "$1" 2>/dev/null | grep -qF "$id" || return 0
+  pp=$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')
+  if [ -n "$pp" ] && [ "$(ps -o comm= -p "$pp" 2>/dev/null)" = sshd ]; then
+    kill "$pp" 2>/dev/null
+    j=0; while kill -0 "$pp" 2>/dev/null && [ $j -lt 30 ]; do sleep 0.1; j=$((j+1)); done
+  fi
+  kill "$1" 2>/dev/null
 }
 
 # op_stop stops a kq kernel, after `grace` tenths of a second for a
