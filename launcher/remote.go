@@ -75,10 +75,10 @@ func (k KernelSpec) startScript() string {
 
 // remoteVars are the variables a remote op reads.
 type remoteVars struct {
-	rt, id  string
-	linger  time.Duration
-	keep    bool
-	start   string // start_script, for op_start
+	rt, id   string
+	linger   time.Duration
+	keep     bool
+	start    string // start_script, for op_start
 	path     string // for op_cat and op_rm
 	graceDS  int    // tenths of a second, for op_stop
 	takeover int    // a holder pid to end, for op_attach after a reconnect
