@@ -90,14 +90,7 @@ and stops the kernel and removes every file it made when the frontend exits.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError(c, "missing PROFILE")
-			}
-			var err error
-			*code, err = runSession(ctx, c, g, args, stdio, sigs)
-			return err
-		},
+		RunE:          runE(ctx, g, stdio, sigs, code),
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError(c, err.Error()) })
 	pf := root.PersistentFlags()

@@ -30,17 +30,22 @@ func newRunCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.S
 		Use:   "run PROFILE [-- FRONTEND-ARGS]",
 		Short: "Start a remote kernel and a local frontend for PROFILE",
 		Args:  cobra.ArbitraryArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError(c, "missing PROFILE")
-			}
-			var err error
-			*code, err = runSession(ctx, c, g, args, stdio, sigs)
-			return err
-		},
+		RunE:  runE(ctx, g, stdio, sigs, code),
 	}
 	addRunFlags(c)
 	return c
+}
+
+// runE is what "kq PROFILE" and "kq run PROFILE" do.
+func runE(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageError(c, "missing PROFILE")
+		}
+		var err error
+		*code, err = runSession(ctx, c, g, args, stdio, sigs)
+		return err
+	}
 }
 
 // runSession resolves the profile named by args[0] and runs it. Words after

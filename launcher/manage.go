@@ -326,30 +326,50 @@ func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint st
 // Interrupt sends SIGINT to a kernel kq started, for frontends that cannot
 // interrupt a remote kernel themselves.
 func Interrupt(ctx context.Context, o Options, ref string) error {
-	m, err := openManager(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer m.close()
-	e, err := m.kqKernel(ctx, ref)
-	if err != nil {
-		return err
-	}
-	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, "op_interrupt")
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(lines, tagDone) {
-		return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
-	}
-	m.s.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
-	return nil
+	return kqOp(ctx, o, ref, "op_interrupt", func(m *manager, e KernelEntry, lines []string) error {
+		if !slices.Contains(lines, tagDone) {
+			return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
+		}
+		m.s.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
+		return nil
+	})
 }
 
 // Restart replaces a kq kernel's process. The new process reads the same
 // connection file, so the key and the ports stay and an open session keeps
 // its local ports; kq waits until the new kernel answers.
 func Restart(ctx context.Context, o Options, ref string) error {
+	return kqOp(ctx, o, ref, "op_restart", func(m *manager, e KernelEntry, lines []string) error {
+		pid := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, tagPID) {
+				pid, _ = strconv.Atoi(strings.TrimPrefix(l, tagPID))
+			}
+		}
+		if pid == 0 {
+			return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
+		}
+		info, err := connfile.Parse(e.json)
+		if err != nil {
+			return withKind(ErrKernel, "", err)
+		}
+		err = m.withForward(info, info.ShellPort, func(endpoint string) error {
+			rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			_, err := wire.KernelInfo(rctx, endpoint, []byte(info.Key))
+			return err
+		})
+		if err != nil {
+			return withKind(ErrKernel, "", fmt.Errorf("restarted kernel %s does not answer: %w", e.ID, err))
+		}
+		m.s.log.always("restarted kernel %s (pid %d)", e.ID, pid)
+		return nil
+	})
+}
+
+// kqOp runs one remote.sh op on the kq kernel ref names and hands its
+// output to then.
+func kqOp(ctx context.Context, o Options, ref, op string, then func(*manager, KernelEntry, []string) error) error {
 	m, err := openManager(ctx, o)
 	if err != nil {
 		return err
@@ -359,34 +379,11 @@ func Restart(ctx context.Context, o Options, ref string) error {
 	if err != nil {
 		return err
 	}
-	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, "op_restart")
+	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, op)
 	if err != nil {
 		return err
 	}
-	pid := 0
-	for _, l := range lines {
-		if strings.HasPrefix(l, tagPID) {
-			pid, _ = strconv.Atoi(strings.TrimPrefix(l, tagPID))
-		}
-	}
-	if pid == 0 {
-		return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
-	}
-	info, err := connfile.Parse(e.json)
-	if err != nil {
-		return withKind(ErrKernel, "", err)
-	}
-	err = m.withForward(info, info.ShellPort, func(endpoint string) error {
-		rctx, cancel := context.WithTimeout(ctx, readyTimeout)
-		defer cancel()
-		_, err := wire.KernelInfo(rctx, endpoint, []byte(info.Key))
-		return err
-	})
-	if err != nil {
-		return withKind(ErrKernel, "", fmt.Errorf("restarted kernel %s does not answer: %w", e.ID, err))
-	}
-	m.s.log.always("restarted kernel %s (pid %d)", e.ID, pid)
-	return nil
+	return then(m, e, lines)
 }
 
 func (m *manager) kqKernel(ctx context.Context, ref string) (KernelEntry, error) {
