@@ -218,3 +218,46 @@ func TestInterruptAndRestart(t *testing.T) {
 	newPID, _ := splitPIDOutput(t, out)
 	e.assertClean([]int{oldPID, newPID}, rep.Ports)
 }
+
+// TestAttachIP: a kernel whose connection file names an address it does
+// not listen on is reached with --ip; without it the forward fails (exit 6).
+func TestAttachIP(t *testing.T) {
+	e := newEnv(t, sshdtest.Options{})
+	e.writeConfig(map[string]profile{"p": e.baseProfile()})
+	must(t, os.MkdirAll(e.remoteRT, 0o700))
+	file := filepath.Join(e.remoteRT, "kernel-elsewhere.json")
+	cmd := exec.Command(sysPython, "-m", "ipykernel_launcher", "--ip=127.0.0.2", "-f", file)
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.Remove(file)
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if b, err := os.ReadFile(file); err == nil && strings.HasSuffix(strings.TrimSpace(string(b)), "}") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("kernel wrote no connection file")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The file says 127.0.0.3, where nothing listens (as for a kernel
+	// behind NAT whose file names an address the host cannot use).
+	data, err := os.ReadFile(file)
+	must(t, err)
+	must(t, os.WriteFile(file, []byte(strings.Replace(string(data), `"127.0.0.2"`, `"127.0.0.3"`, 1)), 0o600))
+
+	r, code := e.runToEnd([]string{"attach", "p", "elsewhere"})
+	if code != 6 {
+		t.Fatalf("without --ip: exit %d, want 6\n%s", code, r.stderr)
+	}
+	r, code = e.runToEnd([]string{"attach", "--ip", "127.0.0.2", "p", "elsewhere"})
+	if rep := r.report(t); code != 0 || rep.Out == "" {
+		t.Fatalf("with --ip: exit %d\n%s", code, r.stderr)
+	}
+	if !sshdtest.ProcessAlive(cmd.Process.Pid) {
+		t.Fatal("attach stopped a kernel it did not start")
+	}
+}

@@ -246,3 +246,21 @@ func childrenOf(pid int) []int {
 	}
 	return out
 }
+
+// TestKernelGoneAfterCut: the kernel dies while the link is cut; when the
+// link returns kq reconnects, finds the kernel gone, says so, exits 7.
+func TestKernelGoneAfterCut(t *testing.T) {
+	n := newNetEnv(t, nil)
+	r := n.start([]string{"p"}, "KQ_TEST_WAIT=1")
+	rep := r.report(t)
+	pid := kernelPID(t, rep)
+	n.cut()
+	r.waitStderr(t, "connection to server lost", 20*time.Second)
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	n.restore()
+	if code := r.wait(t, time.Minute); code != 7 || !strings.Contains(r.stderr.String(), "but the kernel is gone") {
+		t.Fatalf("exit %d, want 7\n%s", code, r.stderr)
+	}
+	waitNoFiles(t, n.remoteRT, 10*time.Second)
+	n.assertClean([]int{pid}, rep.Ports)
+}

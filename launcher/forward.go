@@ -38,6 +38,7 @@ type forwarder struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	firstErr error
+	failed   chan struct{} // closed with the first failed forward
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -51,7 +52,7 @@ type Target struct {
 
 // listenForwards binds one listener per target and starts relaying.
 func listenForwards(d Dialer, targets []Target) (*forwarder, error) {
-	f := &forwarder{dialer: d, conns: map[net.Conn]struct{}{}}
+	f := &forwarder{dialer: d, conns: map[net.Conn]struct{}{}, failed: make(chan struct{})}
 	for _, t := range targets {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -185,6 +186,7 @@ func (f *forwarder) noteErr(err error) {
 	defer f.mu.Unlock()
 	if f.firstErr == nil {
 		f.firstErr = err
+		close(f.failed)
 	}
 }
 

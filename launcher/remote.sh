@@ -22,7 +22,9 @@ f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
 keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
 
 pid() { sed -n 's/^pid=//p' "$meta" 2>/dev/null; }
-alive() { p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# A zombie (not yet reaped by init) is dead too; /proc tells where it exists.
+zombie() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -c1 | grep -q Z; }
+alive() { p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p"; }
 waitgone() { j=0; while alive && [ "$j" -lt "$1" ]; do sleep 0.1; j=$((j+1)); done; }
 # The kernel runs in its own process group (setsid): signal all of it.
 signal_kernel() { p=$(pid); [ -n "$p" ] && { kill -"$1" -"$p" 2>/dev/null || kill -"$1" "$p" 2>/dev/null; }; }
@@ -180,7 +182,7 @@ op_list() {
     b=${j%.json}; kqk=no; p=-; st=-; held=no; kept=no
     if [ -e "$b.kq" ]; then
       kqk=yes; p=$(sed -n 's/^pid=//p' "$b.kq")
-      if kill -0 "$p" 2>/dev/null; then st=alive; else st=dead; fi
+      if kill -0 "$p" 2>/dev/null && ! zombie "$p"; then st=alive; else st=dead; fi
     fi
     [ -e "$b.hold" ] && held=yes
     [ -e "$b.keep" ] && kept=yes

@@ -495,9 +495,11 @@ func (s *session) readyCheck(ctx context.Context, rk *remoteKernel, fw *forwarde
 	if rk != nil {
 		ended = rk.died
 	}
-	go func() {
+	go func() { // so does a forward the server could not open
 		select {
 		case <-ended:
+			rcancel()
+		case <-fw.failed:
 			rcancel()
 		case <-rctx.Done():
 		}
