@@ -187,8 +187,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	_, rk := s.current()
 	if rk != nil {
-		s.log.step("kernel %s on %s in %s (pid %d, %s)", map[bool]string{true: "attached", false: "started"}[o.Attach != nil],
-			host.Alias, since(t0), rk.PID, rk.Path)
+		how := "started"
+		if o.Attach != nil {
+			how = "attached"
+		}
+		s.log.step("kernel %s on %s in %s (pid %d, %s)", how, host.Alias, since(t0), rk.PID, rk.Path)
 	}
 
 	// Forward the five ports.
@@ -320,7 +323,7 @@ func (s *session) endCause(ctx context.Context, err error) error {
 	case cause == ErrInterrupted:
 		return withKind(ErrInterrupted, "", err)
 	case errors.Is(cause, errKernelDied):
-		return withKind(ErrKernel, "the kernel process exited or was killed on the server; its log was removed with it",
+		return withKind(ErrKernel, "the kernel process exited or was killed on the server (out of memory? check dmesg there)",
 			fmt.Errorf("kernel died on %s", s.hops[len(s.hops)-1].Alias))
 	case cause != nil:
 		return cause
