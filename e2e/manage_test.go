@@ -17,11 +17,11 @@ import (
 
 // handKernel starts a kernel on the server the way a user would by hand,
 // with its connection file in the profile's runtime dir.
-func (e *env) handKernel(t *testing.T, name string) (pid int, file string) {
+func (e *env) handKernel(t *testing.T, name string, args ...string) (pid int, file string) {
 	t.Helper()
 	must(t, os.MkdirAll(e.remoteRT, 0o700))
 	file = filepath.Join(e.remoteRT, name)
-	cmd := exec.Command(sysPython, "-m", "ipykernel_launcher", "-f", file)
+	cmd := exec.Command(sysPython, append(append([]string{"-m", "ipykernel_launcher"}, args...), "-f", file)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	must(t, cmd.Start())
 	t.Cleanup(func() {
@@ -224,25 +224,7 @@ func TestInterruptAndRestart(t *testing.T) {
 func TestAttachIP(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
 	e.writeConfig(map[string]profile{"p": e.baseProfile()})
-	must(t, os.MkdirAll(e.remoteRT, 0o700))
-	file := filepath.Join(e.remoteRT, "kernel-elsewhere.json")
-	cmd := exec.Command(sysPython, "-m", "ipykernel_launcher", "--ip=127.0.0.2", "-f", file)
-	must(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		os.Remove(file)
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if b, err := os.ReadFile(file); err == nil && strings.HasSuffix(strings.TrimSpace(string(b)), "}") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("kernel wrote no connection file")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	pid, file := e.handKernel(t, "kernel-elsewhere.json", "--ip=127.0.0.2")
 	// The file says 127.0.0.3, where nothing listens (as for a kernel
 	// behind NAT whose file names an address the host cannot use).
 	data, err := os.ReadFile(file)
@@ -257,7 +239,7 @@ func TestAttachIP(t *testing.T) {
 	if rep := r.report(t); code != 0 || rep.Out == "" {
 		t.Fatalf("with --ip: exit %d\n%s", code, r.stderr)
 	}
-	if !sshdtest.ProcessAlive(cmd.Process.Pid) {
+	if !sshdtest.ProcessAlive(pid) {
 		t.Fatal("attach stopped a kernel it did not start")
 	}
 }

@@ -163,15 +163,7 @@ func TestLinkCut(t *testing.T) {
 			time.Sleep(outage)
 			n.restore()
 			r.waitStderr(t, "reconnected to server in", 60*time.Second)
-			_, err := io.WriteString(r.stdin, "go\n")
-			must(t, err)
-			if out := strings.TrimSpace(r.report2(t)); out != "kept" {
-				t.Fatalf("after the cut the kernel says %q\n%s", out, r.stderr)
-			}
-			r.stdin.Close()
-			if code := r.wait(t, time.Minute); code != 0 {
-				t.Fatalf("exit %d\n%s", code, r.stderr)
-			}
+			r.expectKept(t)
 			n.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
 		})
 	}
@@ -213,6 +205,14 @@ func TestSSHDSessionKilled(t *testing.T) {
 	}
 	must(t, syscall.Kill(children[0], syscall.SIGKILL))
 	r.waitStderr(t, "reconnected to kqtest in", time.Minute)
+	r.expectKept(t)
+	e.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
+}
+
+// expectKept lets the frontend run KQ_TEST_CODE2 (print(kq_before)) after
+// a reconnect, checks the kernel kept its state, and ends the session.
+func (r *run) expectKept(t *testing.T) {
+	t.Helper()
 	_, err := io.WriteString(r.stdin, "go\n")
 	must(t, err)
 	if out := strings.TrimSpace(r.report2(t)); out != "kept" {
@@ -222,7 +222,6 @@ func TestSSHDSessionKilled(t *testing.T) {
 	if code := r.wait(t, time.Minute); code != 0 {
 		t.Fatalf("exit %d\n%s", code, r.stderr)
 	}
-	e.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
 }
 
 // childrenOf lists the PIDs whose parent is pid.
