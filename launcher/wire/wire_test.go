@@ -394,15 +394,12 @@ func TestRequestSilentPeer(t *testing.T) {
 
 func TestRequestRefused(t *testing.T) {
 	checkLeaks(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// Not a port just closed on 127.0.0.1: tests running in parallel may
+	// take it over. Nothing listens on 127.0.0.3.
+	addr := "127.0.0.3:1"
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err = Request(ctx, "tcp://"+addr, []byte("refused-key-0001"), "kernel_info_request", nil)
+	_, err := Request(ctx, "tcp://"+addr, []byte("refused-key-0001"), "kernel_info_request", nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Request = %v, want deadline exceeded naming the refused connection", err)
 	}
