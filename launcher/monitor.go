@@ -109,6 +109,11 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		case err := <-dead:
 			why = err
 		case <-lost:
+			if rk.endedByDeath() {
+				kcancel()
+				cancel(errKernelDied)
+				return
+			}
 			why = errors.New("the server ended kq's session")
 		}
 		kcancel()

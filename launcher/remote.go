@@ -169,6 +169,7 @@ type remoteKernel struct {
 	stderr *limitedBuffer
 	done   chan struct{} // closed when the session has ended
 	died   chan struct{} // closed when the server reports the kernel dead
+	read   chan struct{} // closed when all of stdout has been read
 
 	// Path is the connection file on the remote host.
 	Path string
@@ -192,7 +193,7 @@ func openRemote(client *ssh.Client, v remoteVars, op string) (*remoteKernel, err
 		return nil, fmt.Errorf("open session: %w", err)
 	}
 	rk := &remoteKernel{sess: sess, lines: make(chan string, 256), stderr: &limitedBuffer{max: 8 << 10},
-		done: make(chan struct{}), died: make(chan struct{})}
+		done: make(chan struct{}), died: make(chan struct{}), read: make(chan struct{})}
 	rk.stdin, err = sess.StdinPipe()
 	if err != nil {
 		sess.Close()
@@ -224,6 +225,7 @@ func openRemote(client *ssh.Client, v remoteVars, op string) (*remoteKernel, err
 			}
 		}
 		close(rk.lines)
+		close(rk.read)
 	}()
 	go func() {
 		_ = sess.Wait()
@@ -397,6 +399,17 @@ func (rk *remoteKernel) command(cmd, want string, timeout time.Duration) error {
 			return fmt.Errorf("%s: no answer from the server in %s", cmd, timeout)
 		}
 	}
+}
+
+// endedByDeath waits (briefly) until the ended session's output is read,
+// and reports whether it ended because the kernel died: the server says so
+// just before it ends the session.
+func (rk *remoteKernel) endedByDeath() bool {
+	select {
+	case <-rk.read:
+	case <-time.After(2 * time.Second):
+	}
+	return rk.hasDied()
 }
 
 // hasDied reports whether the server said the kernel died; its watchdog
