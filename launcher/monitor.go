@@ -151,8 +151,8 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 	for attempt := 1; ; attempt++ {
 		if limit > 0 && time.Since(lost) > limit {
 			if s.id != "" && (s.o.Profile.Keep || s.o.Attach != nil) {
-				return withKind(ErrKernel, fmt.Sprintf("the kernel is kept on the server: kq attach %s %s once the link is back", s.o.Profile.Name, s.id),
-					fmt.Errorf("no connection to %s for %s; giving up", host.Alias, since(lost)))
+				return withKind(ErrKernel, fmt.Sprintf("a kept kernel (--keep, --detach) is still there: kq attach %s %s once the link is back",
+					s.o.Profile.Name, s.id), fmt.Errorf("no connection to %s for %s; giving up", host.Alias, since(lost)))
 			}
 			return withKind(ErrKernel, "the server stops a kernel no kq has held for linger; start a new session",
 				fmt.Errorf("no connection to %s for %s, longer than linger (%s): the kernel is gone", host.Alias,
