@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"bufio"
+	"fmt"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,7 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,4 +249,65 @@ func TestWriteLocalFile(t *testing.T) {
 	if _, warning, err := writeLocalFile(open, "k.json", []byte("{}")); err != nil || !strings.Contains(warning, "0755") {
 		t.Errorf("no warning for a 0755 runtime dir: %q %v", warning, err)
 	}
+}
+
+// TestWatchdogLinger runs remote.sh's op_start with the local sh and no kq
+// attached (stdin closed at once): the watchdog stops the kernel once
+// linger passes, even when someone has removed the runtime dir meanwhile.
+func TestWatchdogLinger(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("needs a POSIX sh")
+	}
+	rt := filepath.Join(t.TempDir(), "rt")
+	spec := KernelSpec{Command: "sleep 300 #", ID: "wd", Linger: 4 * time.Second}
+	cmd := exec.Command("/bin/sh", "-c", remoteProgram(remoteVars{rt: rt, id: spec.ID, linger: spec.Linger,
+		start: spec.startScript()}, "op_start"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	pid := 0
+	for pid == 0 && sc.Scan() {
+		if strings.HasPrefix(sc.Text(), tagPID) {
+			pid, _ = strconv.Atoi(strings.TrimPrefix(sc.Text(), tagPID))
+		}
+	}
+	go func() { // the hold loop ends at once: its stdin is empty
+		for sc.Scan() {
+		}
+	}()
+	defer cmd.Wait()
+	if pid == 0 {
+		t.Fatal("no kernel pid")
+	}
+	proc, _ := os.FindProcess(pid)
+	defer proc.Kill()
+	if err := os.RemoveAll(rt); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(spec.Linger + 10*time.Second)
+	for running(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel %d still running %s after linger", pid, spec.Linger)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// running is false for a process that is gone or a zombie (init may reap
+// the orphaned kernel late).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	s := string(b)
+	if i := strings.LastIndex(s, ") "); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
 }

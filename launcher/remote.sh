@@ -21,7 +21,11 @@ base="$rt/kernel-kq-$id"
 f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
 keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
 
-pid() { sed -n 's/^pid=//p' "$meta" 2>/dev/null; }
+# pid is the kernel's pid from its meta file, else the last one this shell
+# saw ($last), so that files removed by someone else cannot make the
+# watchdog lose its kernel.
+last=
+pid() { v=$(sed -n 's/^pid=//p' "$meta" 2>/dev/null); echo "${v:-$last}"; }
 # A zombie (not yet reaped by init) is dead too; /proc tells where it exists.
 zombie() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -c1 | grep -q Z; }
 alive() { p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p"; }
@@ -51,6 +55,7 @@ spawn() {
 watchdog() {
   idle=0
   while :; do
+    last=$(pid)
     sleep 2
     [ -e "$restarting" ] && continue
     alive || break
@@ -98,7 +103,8 @@ op_start() {
   printf '%s\n' "$start_script" > "$cmdf"
   [ "$keep" = 1 ] && : > "$keepf"
   spawn
-  echo "KQ-PID $(pid)"
+  last=$(pid)
+  echo "KQ-PID $last"
   ( trap '' HUP; watchdog ) </dev/null >/dev/null 2>&1 &
   echo $! > "$wdf"
   (
