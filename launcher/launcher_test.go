@@ -2,12 +2,12 @@ package launcher
 
 import (
 	"bufio"
-	"fmt"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
