@@ -311,3 +311,19 @@ func running(pid int) bool {
 	}
 	return true
 }
+
+func TestForwardHost(t *testing.T) {
+	tests := []struct{ kernelIP, fileIP, want string }{
+		{"", "", "127.0.0.1"},
+		{"", "10.0.0.7", "127.0.0.1"}, // default: the kernel is on the host's loopback
+		{"auto", "10.0.0.7", "10.0.0.7"},
+		{"auto", "0.0.0.0", "127.0.0.1"},
+		{"auto", "", "127.0.0.1"},
+		{"10.2.0.7", "127.0.0.1", "10.2.0.7"},
+	}
+	for _, tt := range tests {
+		if got := forwardHost(tt.kernelIP, tt.fileIP); got != tt.want {
+			t.Errorf("forwardHost(%q, %q) = %q, want %q", tt.kernelIP, tt.fileIP, got, tt.want)
+		}
+	}
+}

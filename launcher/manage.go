@@ -115,11 +115,8 @@ func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
 			continue
 		}
 		if info, err := connfile.Parse(e.json); err == nil {
-			ip := info.IP
-			if ip == "" || ip == "0.0.0.0" {
-				ip = "127.0.0.1"
-			}
-			if c, err := dialTimeout(m.client(), net.JoinHostPort(ip, strconv.Itoa(info.HBPort)), 5*time.Second); err == nil {
+			addr := net.JoinHostPort(forwardHost("auto", info.IP), strconv.Itoa(info.HBPort))
+			if c, err := dialTimeout(m.client(), addr, 5*time.Second); err == nil {
 				c.Close()
 				e.Alive = true
 			}
@@ -311,11 +308,7 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 
 // withForward runs fn with a temporary local forward to one kernel port.
 func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint string) error) error {
-	ip := info.IP
-	if ip == "" || ip == "0.0.0.0" {
-		ip = "127.0.0.1"
-	}
-	fw, err := listenForwards(sshDialer{m.client()}, []Target{{Name: "port", Host: ip, Port: port}})
+	fw, err := listenForwards(sshDialer{m.client()}, []Target{{Name: "port", Host: forwardHost("auto", info.IP), Port: port}})
 	if err != nil {
 		return err
 	}

@@ -37,10 +37,7 @@ func Plan(ctx context.Context, o Options) (string, error) {
 		w("    known_hosts:    %s (StrictHostKeyChecking %s)", listOrNone(existing(h.KnownHostsFiles()), h.KnownHostsFiles()), h.StrictHostKeyChecking)
 	}
 	host := hops[len(hops)-1]
-	spec := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env, ID: "<uuid>"}
-	if p.KernelIP != "" && p.KernelIP != "auto" {
-		spec.IP = p.KernelIP
-	}
+	spec := newKernelSpec(p, "<uuid>")
 	rt := p.RuntimeDir
 	if rt == "" {
 		rt = "$(jupyter --runtime-dir), else ~/.local/share/jupyter/runtime"
@@ -56,13 +53,7 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	cmd = append(cmd, strings.Replace(spec.CommandLine(), `"$1"`, "RUNTIME/kernel-kq-<uuid>.json", 1))
 	w("    %s", strings.Join(cmd, " "))
 	w("    RUNTIME: %s", rt)
-	target := "127.0.0.1"
-	switch {
-	case p.KernelIP == "auto":
-		target = "<ip in the kernel's connection file>"
-	case p.KernelIP != "":
-		target = p.KernelIP
-	}
+	target := forwardHost(p.KernelIP, "<ip in the kernel's connection file>")
 	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)
 	front := strings.Join(p.FrontendArgv("<local connection file>"), " ")
 	if _, err := exec.LookPath(p.Frontend[0]); err != nil {

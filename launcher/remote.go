@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kq-dev/kq/profiles"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -42,6 +43,30 @@ type KernelSpec struct {
 	Linger time.Duration
 	// Keep leaves the kernel up with no kq session at all, until kq stop.
 	Keep bool
+}
+
+// newKernelSpec is the spec a profile asks for. A literal kernel_ip is
+// passed to the kernel as --ip; "auto" leaves the address to the kernel.
+func newKernelSpec(p profiles.Profile, id string) KernelSpec {
+	k := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env,
+		ID: id, Linger: p.Linger, Keep: p.Keep}
+	if p.KernelIP != "auto" {
+		k.IP = p.KernelIP
+	}
+	return k
+}
+
+// forwardHost is where forwards go, as seen from the host: a literal
+// kernelIP, the connection file's ip under "auto", else the host's
+// loopback (also for a kernel bound to every address).
+func forwardHost(kernelIP, fileIP string) string {
+	switch {
+	case kernelIP != "" && kernelIP != "auto":
+		return kernelIP
+	case kernelIP == "auto" && fileIP != "" && fileIP != "0.0.0.0":
+		return fileIP
+	}
+	return "127.0.0.1"
 }
 
 // CommandLine is the kernel command as the remote shell runs it, with the

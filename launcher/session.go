@@ -416,11 +416,8 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 			}
 		}
 	} else {
-		spec := KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env,
-			ID: uuid.NewString(), Linger: p.Linger, Keep: p.Keep || s.o.Detach}
-		if kernelIP != "" && kernelIP != "auto" {
-			spec.IP = kernelIP
-		}
+		spec := newKernelSpec(p, uuid.NewString())
+		spec.Keep = spec.Keep || s.o.Detach
 		rk, err := startKernel(ctx, ch.host(), spec)
 		if err != nil {
 			return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
@@ -436,16 +433,7 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 		}
 		return nil, "", withKind(ErrKernel, hint, fmt.Errorf("connection file %s on %s: %w", where, host.Alias, err))
 	}
-	switch kernelIP {
-	case "":
-		return info, "127.0.0.1", nil
-	case "auto":
-		if info.IP == "" || info.IP == "0.0.0.0" {
-			return info, "127.0.0.1", nil
-		}
-		return info, info.IP, nil
-	}
-	return info, kernelIP, nil
+	return info, forwardHost(kernelIP, info.IP), nil
 }
 
 // hold records the session's hold on a kq kernel and how it ends: stopped
