@@ -31,10 +31,17 @@ func launcherOptions(c *cobra.Command, g *globalOptions, name string, stdio IO, 
 	}, nil
 }
 
-// interruptible cancels ctx on the first signal, for the short commands
-// that have no frontend to hand Ctrl-C to.
-func interruptible(ctx context.Context, sigs <-chan os.Signal) (context.Context, func()) {
+// shortOp resolves profile name and runs fn with a context that the first
+// signal cancels: the short commands (ls, stop, interrupt, restart) have no
+// frontend to hand Ctrl-C to.
+func shortOp(ctx context.Context, c *cobra.Command, g *globalOptions, name string, stdio IO, sigs <-chan os.Signal,
+	fn func(context.Context, launcher.Options) error) error {
+	o, err := launcherOptions(c, g, name, stdio, sigs)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		select {
 		case <-sigs:
@@ -42,7 +49,7 @@ func interruptible(ctx context.Context, sigs <-chan os.Signal) (context.Context,
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, cancel
+	return fn(ctx, o)
 }
 
 func newLsCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal) *cobra.Command {
@@ -51,13 +58,11 @@ func newLsCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Si
 		Short: "List the kernels in the remote runtime dir (started by kq or not)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			o, err := launcherOptions(c, g, args[0], stdio, sigs)
-			if err != nil {
+			var entries []launcher.KernelEntry
+			err := shortOp(ctx, c, g, args[0], stdio, sigs, func(ctx context.Context, o launcher.Options) (err error) {
+				entries, err = launcher.List(ctx, o)
 				return err
-			}
-			ctx, cancel := interruptible(ctx, sigs)
-			defer cancel()
-			entries, err := launcher.List(ctx, o)
+			})
 			if err != nil {
 				return err
 			}
@@ -156,13 +161,9 @@ func newStopCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.
 			if len(args) < 2 && !all {
 				return usageError(c, "name the kernels to stop, or pass --all-kq")
 			}
-			o, err := launcherOptions(c, g, args[0], stdio, sigs)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := interruptible(ctx, sigs)
-			defer cancel()
-			return launcher.Stop(ctx, o, args[1:], all)
+			return shortOp(ctx, c, g, args[0], stdio, sigs, func(ctx context.Context, o launcher.Options) error {
+				return launcher.Stop(ctx, o, args[1:], all)
+			})
 		},
 	}
 	c.Flags().Bool("all-kq", false, "stop every kernel kq started in the remote runtime dir")
@@ -177,13 +178,9 @@ func newSignalCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan o
 		Short: short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			o, err := launcherOptions(c, g, args[0], stdio, sigs)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := interruptible(ctx, sigs)
-			defer cancel()
-			return do(ctx, o, args[1])
+			return shortOp(ctx, c, g, args[0], stdio, sigs, func(ctx context.Context, o launcher.Options) error {
+				return do(ctx, o, args[1])
+			})
 		},
 	}
 	c.Flags().String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J`)
