@@ -260,15 +260,23 @@ func ptyReport(t *testing.T, out string) report {
 	return rep
 }
 
-// TestEncryptedKeyPassphrase: an encrypted key's passphrase is typed at a
-// terminal once, though two hops (a jump through the same server) use it.
-func TestEncryptedKeyPassphrase(t *testing.T) {
-	e := newEnv(t, sshdtest.Options{})
+// encryptedKeyProfile authorises a new key encrypted with the passphrase
+// "correct horse" and returns a profile that offers only that key.
+func (e *env) encryptedKeyProfile(t *testing.T) (profile, string) {
+	t.Helper()
 	enc := keygen(t, filepath.Join(e.dir, "enc_key"), "correct horse")
 	authorize(t, e.srv, enc+".pub")
 	p := e.baseProfile()
 	p["ssh_config"] = e.sshConfigWith("IdentityFile "+enc, "IdentitiesOnly yes",
 		"UserKnownHostsFile "+e.srv.KnownHosts, "StrictHostKeyChecking yes")
+	return p, enc
+}
+
+// TestEncryptedKeyPassphrase: an encrypted key's passphrase is typed at a
+// terminal once, though two hops (a jump through the same server) use it.
+func TestEncryptedKeyPassphrase(t *testing.T) {
+	e := newEnv(t, sshdtest.Options{})
+	p, enc := e.encryptedKeyProfile(t)
 	p["jump"] = "kqtest"
 	e.writeConfig(map[string]profile{"p": p})
 	r := e.startPTY([]string{"p"})
@@ -292,11 +300,7 @@ func TestEncryptedKeyPassphrase(t *testing.T) {
 // program supplies the passphrase.
 func TestNoTerminal(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
-	enc := keygen(t, filepath.Join(e.dir, "enc_key"), "correct horse")
-	authorize(t, e.srv, enc+".pub")
-	p := e.baseProfile()
-	p["ssh_config"] = e.sshConfigWith("IdentityFile "+enc, "IdentitiesOnly yes",
-		"UserKnownHostsFile "+e.srv.KnownHosts, "StrictHostKeyChecking yes")
+	p, _ := e.encryptedKeyProfile(t)
 	e.writeConfig(map[string]profile{"p": p})
 
 	start := time.Now()

@@ -191,13 +191,25 @@ func (e *env) writeSSHConfig(knownHosts, key string) string {
 
 // baseProfile runs clientPy against a loopback kernel in remoteRT.
 func (e *env) baseProfile() profile {
-	return profile{
-		"host":        "kqtest",
-		"ssh_config":  e.sshConfig,
+	return e.profileFor("kqtest", e.sshConfig)
+}
+
+// profileFor runs clientPy against a kernel on host, in remoteRT, with the
+// given ssh config; extra settings are added on top.
+func (e *env) profileFor(host, sshConfig string, extra ...profile) profile {
+	p := profile{
+		"host":        host,
+		"ssh_config":  sshConfig,
 		"runtime_dir": e.remoteRT,
 		"kernel":      kernelCmd,
 		"frontend":    []string{sysPython, e.client, "{connection_file}"},
 	}
+	for _, x := range extra {
+		for k, v := range x {
+			p[k] = v
+		}
+	}
+	return p
 }
 
 // writeConfig writes a config with the given profiles and returns its path.

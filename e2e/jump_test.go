@@ -73,9 +73,7 @@ func TestJumpLogin(t *testing.T) {
 		{name: "login", srv: loginSSHD, key: loginSSHD.ClientKey},
 		{name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "login"},
 	}, nil)
-	p := profile{"host": "server", "ssh_config": cfg, "runtime_dir": e.remoteRT, "kernel": kernelCmd,
-		"frontend": []string{sysPython, e.client, "{connection_file}"}}
-	e.writeConfig(map[string]profile{"gpu": p})
+	e.writeConfig(map[string]profile{"gpu": e.profileFor("server", cfg)})
 
 	r := e.start([]string{"gpu"}, addrCode, "KQ_TEST_WAIT=1")
 	rep := r.report(t)
@@ -134,9 +132,7 @@ func TestJumpTwoHops(t *testing.T) {
 		{name: "login", srv: loginSSHD, key: loginSSHD.ClientKey},
 		{name: "server", srv: serverSSHD, key: serverSSHD.ClientKey},
 	}, nil)
-	p := profile{"host": "server", "jump": "bastion,login", "ssh_config": cfg, "runtime_dir": e.remoteRT,
-		"kernel": kernelCmd, "frontend": []string{sysPython, e.client, "{connection_file}"}}
-	e.writeConfig(map[string]profile{"gpu": p})
+	e.writeConfig(map[string]profile{"gpu": e.profileFor("server", cfg, profile{"jump": "bastion,login"})})
 	r, code := e.runToEnd([]string{"gpu"}, addrCode)
 	rep := r.report(t)
 	if code != 0 {
@@ -186,12 +182,7 @@ wait $k
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := profile{"host": "server", "ssh_config": cfg, "runtime_dir": e.remoteRT,
-				"frontend": []string{sysPython, e.client, "{connection_file}"}}
-			for k, v := range c {
-				p[k] = v
-			}
-			e.writeConfig(map[string]profile{"cluster": p})
+			e.writeConfig(map[string]profile{"cluster": e.profileFor("server", cfg, c)})
 			r, code := e.runToEnd([]string{"cluster"}, addrCode)
 			rep := r.report(t)
 			if code != 0 {
@@ -263,8 +254,7 @@ func TestHopFailures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := e.writeTopologyConfig(c.hosts, c.kh)
-			e.writeConfig(map[string]profile{"gpu": {"host": "server", "ssh_config": cfg, "runtime_dir": e.remoteRT,
-				"kernel": kernelCmd, "frontend": []string{sysPython, e.client, "{connection_file}"}}})
+			e.writeConfig(map[string]profile{"gpu": e.profileFor("server", cfg)})
 			r, code := e.runToEnd([]string{"gpu"})
 			if code != c.code {
 				t.Fatalf("exit %d, want %d\n%s", code, c.code, r.stderr)

@@ -136,12 +136,7 @@ func newNetEnv(t *testing.T, extra profile) *netEnv {
 	data, err := os.ReadFile(cfg)
 	must(t, err)
 	must(t, os.WriteFile(cfg, append(data, []byte("  ConnectTimeout 2\n")...), 0o600))
-	p := profile{"host": "server", "ssh_config": cfg, "runtime_dir": e.remoteRT, "kernel": kernelCmd,
-		"frontend": []string{sysPython, e.client, "{connection_file}"}, "keepalive": "500ms", "keepalive_count": 2}
-	for k, v := range extra {
-		p[k] = v
-	}
-	e.writeConfig(map[string]profile{"p": p})
+	e.writeConfig(map[string]profile{"p": e.profileFor("server", cfg, profile{"keepalive": "500ms", "keepalive_count": 2}, extra)})
 	return &netEnv{env: e, tp: tp, server: server, dev: fmt.Sprintf("kq%s%db", tp.id, tp.links)}
 }
 
