@@ -189,14 +189,7 @@ func TestGoldenInvalid(t *testing.T) {
 }
 
 func TestParseFields(t *testing.T) {
-	data, err := os.ReadFile("testdata/valid/ipykernel.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := parseFile(t, "testdata/valid/ipykernel.json")
 	want := []Port{{Shell, 35463}, {IOPub, 43771}, {Stdin, 36619}, {Control, 34645}, {HB, 52947}}
 	if got := info.Ports(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Ports() = %v, want %v", got, want)
@@ -215,14 +208,7 @@ func TestParseFields(t *testing.T) {
 }
 
 func TestEndpointIPv6(t *testing.T) {
-	data, err := os.ReadFile("testdata/valid/compact_reordered.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := parseFile(t, "testdata/valid/compact_reordered.json")
 	if ep, _ := info.Endpoint(Shell); ep != "tcp://[::1]:4" {
 		t.Errorf("Endpoint = %q", ep)
 	}
@@ -291,14 +277,7 @@ func TestRewriteHandBuilt(t *testing.T) {
 }
 
 func TestRewriteErrors(t *testing.T) {
-	data, err := os.ReadFile("testdata/valid/ipykernel.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := parseFile(t, "testdata/valid/ipykernel.json")
 	tests := []struct {
 		name  string
 		ip    string
@@ -334,14 +313,7 @@ func TestRewriteErrors(t *testing.T) {
 }
 
 func TestRewriteDeterministic(t *testing.T) {
-	data, err := os.ReadFile("testdata/valid/unknown_fields.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := parseFile(t, "testdata/valid/unknown_fields.json")
 	first, err := info.Rewrite("127.0.0.1", localPorts)
 	if err != nil {
 		t.Fatal(err)
@@ -355,14 +327,7 @@ func TestRewriteDeterministic(t *testing.T) {
 }
 
 func TestKeyRedacted(t *testing.T) {
-	data, err := os.ReadFile("testdata/valid/ipykernel.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := parseFile(t, "testdata/valid/ipykernel.json")
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("parsed", "info", info, "value", *info)
 	for name, s := range map[string]string{
@@ -409,4 +374,18 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(Rewrite()) = %v\n%s", err, out)
 		}
 	})
+}
+
+// parseFile parses a testdata file that must be valid.
+func parseFile(t *testing.T, path string) *Info {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
