@@ -286,7 +286,14 @@ func TestWatchdogLinger(t *testing.T) {
 	}
 	proc, _ := os.FindProcess(pid)
 	defer proc.Kill()
-	if err := os.RemoveAll(rt); err != nil {
+	// The remote side may still be writing files there: retry, bounded.
+	for i := 0; i < 50; i++ {
+		if err = os.RemoveAll(rt); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(spec.Linger + 10*time.Second)
