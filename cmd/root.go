@@ -126,7 +126,7 @@ type hinter interface{ Hint() string }
 // and connfile packages keep it out of every message.
 func report(w io.Writer, err error) int {
 	msg := err.Error()
-	msg = strings.ReplaceAll(msg, "\n", " ")
+	msg = strings.ReplaceAll(msg, "\n", "; ") // errors.Join's parts stay apart
 	fmt.Fprintf(w, "kq: error: %s\n", msg)
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {

@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -11,10 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,81 +100,6 @@ func TestForwardDialError(t *testing.T) {
 	}
 }
 
-// TestSupervisorScript runs the remote program with the local sh: quoting
-// of workdir and env survives hostile values, the protocol reports the
-// file, and "kill" stops the kernel and removes its files.
-func TestSupervisorScript(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("needs a POSIX sh")
-	}
-	dir := t.TempDir()
-	rt := filepath.Join(dir, "run time")
-	work := filepath.Join(dir, "it's a $(dir)")
-	if err := os.Mkdir(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	fake := filepath.Join(dir, "fake.sh")
-	if err := os.WriteFile(fake, []byte(`printf '{"pwd": "%s", "v": "%s"}\n' "$(pwd)" "$KQ_V" > "$2"
-exec sleep 60
-`), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	spec := KernelSpec{Command: "/bin/sh " + shQuote(fake), RuntimeDir: rt, Workdir: work,
-		Env: map[string]string{"KQ_V": `a'b"c $(x) \n`}, ID: "test-id", Linger: time.Minute}
-	cmd := exec.Command("/bin/sh", "-c", remoteProgram(remoteVars{rt: rt, id: spec.ID,
-		linger: spec.Linger, start: spec.startScript()}, "op_start"))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	next := func() string {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("supervisor ended early")
-			}
-			return l
-		case <-time.After(20 * time.Second):
-			t.Fatal("supervisor silent")
-		}
-		return ""
-	}
-	var got []string
-	for l := next(); l != tagEnd; l = next() {
-		got = append(got, l)
-	}
-	all := strings.Join(got, "\n")
-	wantFile := filepath.Join(rt, "kernel-kq-test-id.json")
-	if !strings.Contains(all, tagFile+wantFile) || !strings.Contains(all, tagPID) {
-		t.Fatalf("protocol:\n%s", all)
-	}
-	if !strings.Contains(all, `"pwd": "`+work+`"`) || !strings.Contains(all, `"v": "a'b"c $(x) \n"`) {
-		t.Fatalf("workdir or env mangled:\n%s", all)
-	}
-	if st, err := os.Stat(rt); err != nil || st.Mode().Perm() != 0o700 {
-		t.Fatalf("runtime dir: %v %v", st, err)
-	}
-	if _, err := io.WriteString(stdin, "kill\n"); err != nil {
-		t.Fatal(err)
-	}
-	for l := next(); l != tagStopped; l = next() {
-	}
-	if _, err := os.Stat(wantFile); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("connection file not removed: %v", err)
-	}
-	_ = cmd.Wait()
-}
-
 // TestDialHandshakeDeadline: a host that accepts TCP but never speaks SSH
 // fails after ConnectTimeout instead of hanging kq.
 func TestDialHandshakeDeadline(t *testing.T) {
@@ -248,60 +169,6 @@ func TestWriteLocalFile(t *testing.T) {
 	}
 	if _, warning, err := writeLocalFile(open, "k.json", []byte("{}")); err != nil || !strings.Contains(warning, "0755") {
 		t.Errorf("no warning for a 0755 runtime dir: %q %v", warning, err)
-	}
-}
-
-// TestWatchdogLinger runs remote.sh's op_start with the local sh and no kq
-// attached (stdin closed at once): the watchdog stops the kernel once
-// linger passes, even when someone has removed the runtime dir meanwhile.
-func TestWatchdogLinger(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("needs a POSIX sh")
-	}
-	rt := filepath.Join(t.TempDir(), "rt")
-	spec := KernelSpec{Command: "sleep 300 #", ID: "wd", Linger: 4 * time.Second}
-	cmd := exec.Command("/bin/sh", "-c", remoteProgram(remoteVars{rt: rt, id: spec.ID, linger: spec.Linger,
-		start: spec.startScript()}, "op_start"))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	pid := 0
-	for pid == 0 && sc.Scan() {
-		if strings.HasPrefix(sc.Text(), tagPID) {
-			pid, _ = strconv.Atoi(strings.TrimPrefix(sc.Text(), tagPID))
-		}
-	}
-	go func() { // the hold loop ends at once: its stdin is empty
-		for sc.Scan() {
-		}
-	}()
-	defer cmd.Wait()
-	if pid == 0 {
-		t.Fatal("no kernel pid")
-	}
-	proc, _ := os.FindProcess(pid)
-	defer proc.Kill()
-	// The remote side may still be writing files there: retry, bounded.
-	for i := 0; i < 50; i++ {
-		if err = os.RemoveAll(rt); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(spec.Linger + 10*time.Second)
-	for running(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kernel %d still running %s after linger", pid, spec.Linger)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

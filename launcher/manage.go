@@ -85,8 +85,8 @@ func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
 	var buf bytes.Buffer
 	for _, l := range lines {
 		switch {
-		case strings.HasPrefix(l, "KQ-ENTRY "):
-			f := strings.Split(strings.TrimPrefix(l, "KQ-ENTRY "), "|")
+		case strings.HasPrefix(l, tagEntry):
+			f := strings.Split(strings.TrimPrefix(l, tagEntry), "|")
 			if len(f) != 7 {
 				continue
 			}
@@ -169,6 +169,10 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 		return attachTarget{}, err
 	}
 	lines, cerr := runOp(ctx, c, remoteVars{path: a.Ref}, "op_cat")
+	var re *remoteError
+	if errors.As(cerr, &re) {
+		return attachTarget{}, withKind(ErrUsage, "", re)
+	}
 	if cerr != nil {
 		return attachTarget{}, cerr
 	}
@@ -176,8 +180,6 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 	in := false
 	for _, l := range lines {
 		switch {
-		case strings.HasPrefix(l, tagError):
-			return attachTarget{}, withKind(ErrUsage, "", errors.New(strings.TrimPrefix(l, tagError)))
 		case l == tagBegin:
 			in = true
 		case l == tagEnd:

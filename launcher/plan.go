@@ -3,9 +3,7 @@ package launcher
 import (
 	"context"
 	"fmt"
-	"maps"
 	"os/exec"
-	"slices"
 	"strings"
 )
 
@@ -42,16 +40,17 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	if rt == "" {
 		rt = "$(jupyter --runtime-dir), else ~/.local/share/jupyter/runtime"
 	}
-	w("remote command on %s (umask 077, own process group):", host.Alias)
-	var cmd []string
-	if p.Workdir != "" {
-		cmd = append(cmd, "cd "+shPath(p.Workdir)+" &&")
+	w("remote command on %s: %s, with this program on its stdin (nothing on a command line):", host.Alias, remoteCommand)
+	w("    the kernel's start script, RUNTIME/kernel-kq-<uuid>.cmd (mode 0600; the kernel runs in its own process group, under the login umask):")
+	shown := spec // env: values may be secrets: never printed
+	shown.Env = map[string]string{}
+	for k := range spec.Env {
+		shown.Env[k] = "<value from env:>"
 	}
-	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
-		cmd = append(cmd, k+"="+shQuote(p.Env[k]))
+	for _, l := range strings.Split(shown.startScript(), "\n") {
+		w("      %s", l)
 	}
-	cmd = append(cmd, strings.Replace(spec.CommandLine(), `"$1"`, "RUNTIME/kernel-kq-<uuid>.json", 1))
-	w("    %s", strings.Join(cmd, " "))
+	w("    with $1 = RUNTIME/kernel-kq-<uuid>.json")
 	w("    RUNTIME: %s", rt)
 	target := forwardHost(p.KernelIP, "<ip in the kernel's connection file>")
 	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)

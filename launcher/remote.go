@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,7 +74,7 @@ func forwardHost(kernelIP, fileIP string) string {
 // CommandLine is the kernel command as the remote shell runs it, with the
 // connection file path in "$1".
 func (k KernelSpec) CommandLine() string {
-	cmd := k.Command
+	cmd := strings.TrimSpace(k.Command)
 	if k.IP != "" {
 		cmd += " --ip=" + shQuote(k.IP)
 	}
@@ -80,23 +82,32 @@ func (k KernelSpec) CommandLine() string {
 }
 
 // startScript is the kernel's own start script (kernel-kq-ID.cmd), kept on
-// the server so that kq restart can run it again. A simple command is
-// exec'ed, so the recorded pid is the kernel's own.
+// the server so that kq restart can run it again. Every value is quoted
+// data: a workdir or env value never runs as shell. A simple command is
+// exec'ed (through env(1) when it begins with VAR=value assignments), so
+// the recorded pid is the kernel's own.
 func (k KernelSpec) startScript() string {
 	var lines []string
 	if k.Workdir != "" {
-		lines = append(lines, fmt.Sprintf(`cd %s || { echo "kq: cannot cd to workdir %s" >&2; exit 1; }`,
-			shPath(k.Workdir), strings.ReplaceAll(k.Workdir, `"`, ``)))
+		d := shPath(k.Workdir)
+		lines = append(lines, fmt.Sprintf(`cd -- %s || { printf 'kq: cannot cd to workdir %%s\n' %s >&2; exit 1; }`, d, d))
 	}
 	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
 		lines = append(lines, "export "+key+"="+shQuote(k.Env[key]))
 	}
 	cmd := k.CommandLine()
 	if !strings.ContainsAny(k.Command, ";&|\n()`") {
+		if leadingAssignment.MatchString(k.Command) {
+			cmd = "env " + cmd
+		}
 		cmd = "exec " + cmd
 	}
 	return strings.Join(append(lines, cmd), "\n")
 }
+
+// leadingAssignment matches a command that starts with VAR=value, which
+// exec would take for the program's name.
+var leadingAssignment = regexp.MustCompile(`^\s*[A-Za-z_][A-Za-z0-9_]*=`)
 
 // remoteVars are the variables a remote op reads.
 type remoteVars struct {
@@ -109,14 +120,14 @@ type remoteVars struct {
 	takeover int    // a holder pid to end, for op_attach after a reconnect
 }
 
-// remoteCommand is the command line for one op. No secret is ever part
-// of it.
-func remoteCommand(v remoteVars, op string) string {
-	return "exec /bin/sh -c " + shQuote(remoteProgram(v, op))
-}
+// remoteCommand is the one command line kq runs on a host, for every op:
+// the program and its settings arrive on the session's stdin, so nothing
+// secret is ever on a command line there, and a login shell of any syntax
+// (csh and tcsh reject newlines inside quotes) only parses this.
+const remoteCommand = "exec /bin/sh -s"
 
-// remoteProgram is one op as a POSIX sh program: the variables, the
-// library and the call.
+// remoteProgram is one op as a POSIX sh program, as sent on stdin: the
+// variables, the library and the call.
 func remoteProgram(v remoteVars, op string) string {
 	var b strings.Builder
 	rt := ""
@@ -135,7 +146,9 @@ func remoteProgram(v remoteVars, op string) string {
 	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%d\ntakeover=%s\n",
 		or(rt, "''"), shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), v.graceDS, or(takeover, "''"))
 	b.WriteString(remoteLib)
-	b.WriteString("\n" + op + "\n")
+	// One line, so the shell has read all of the program before the op
+	// runs and reads kq's lines itself.
+	b.WriteString("\n" + op + "; exit\n")
 	return b.String()
 }
 
@@ -179,10 +192,28 @@ const (
 	tagDone     = "KQ-DONE"
 	tagTick     = "KQ-TICK"
 	tagDied     = "KQ-DIED"
+	tagEntry    = "KQ-ENTRY "
+	tagListEnd  = "KQ-END"
+)
+
+// Deadlines of the remote side's steps: a link can die silently at any
+// moment, and no wait on it may last for ever.
+const (
+	// sessionTimeout bounds opening a session and starting its command.
+	sessionTimeout = 20 * time.Second
+	// startTimeout bounds a kernel start; remote.sh gives up after 120 s.
+	startTimeout = 150 * time.Second
+	// opTimeout bounds a one-shot op (ls, stop, attach's lookup, ...).
+	opTimeout = 45 * time.Second
 )
 
 // errKernelGone: the kernel a session wanted to hold is not running.
 var errKernelGone = errors.New("kernel is gone")
+
+// remoteError is a failure remote.sh reported in a KQ-ERROR line.
+type remoteError struct{ msg string }
+
+func (e *remoteError) Error() string { return e.msg }
 
 // remoteKernel is one kq session's hold on a kernel: an SSH session running
 // remote.sh's hold loop. kq writes a line every second (ping) so the
@@ -190,8 +221,9 @@ var errKernelGone = errors.New("kernel is gone")
 type remoteKernel struct {
 	sess   *ssh.Session
 	stdin  io.WriteCloser
-	lines  chan string // stdout lines other than ticks; closed at EOF
+	lines  *lineQueue // stdout lines other than ticks
 	stderr *limitedBuffer
+	first  chan struct{} // closed with the first line: the program is read
 	done   chan struct{} // closed when the session has ended
 	died   chan struct{} // closed when the server reports the kernel dead
 	read   chan struct{} // closed when all of stdout has been read
@@ -206,19 +238,22 @@ type remoteKernel struct {
 	// JSON is the connection file's content.
 	JSON []byte
 
-	mu       sync.Mutex
-	closed   bool
-	diedOnce sync.Once
+	mu        sync.Mutex
+	closed    bool
+	firstOnce sync.Once
+	diedOnce  sync.Once
 }
 
-// openRemote runs one op on client and starts reading its output.
-func openRemote(client *ssh.Client, v remoteVars, op string) (*remoteKernel, error) {
-	sess, err := client.NewSession()
+// openRemote runs one op on client: the constant command, then the
+// program on its stdin. Opening the session and starting the command are
+// bounded by sessionTimeout and by ctx.
+func openRemote(ctx context.Context, client *ssh.Client, v remoteVars, op string) (*remoteKernel, error) {
+	sess, err := newSession(ctx, client)
 	if err != nil {
-		return nil, fmt.Errorf("open session: %w", err)
+		return nil, err
 	}
-	rk := &remoteKernel{sess: sess, lines: make(chan string, 256), stderr: &limitedBuffer{max: 8 << 10},
-		done: make(chan struct{}), died: make(chan struct{}), read: make(chan struct{})}
+	rk := &remoteKernel{sess: sess, lines: newLineQueue(), stderr: &limitedBuffer{max: 8 << 10},
+		first: make(chan struct{}), done: make(chan struct{}), died: make(chan struct{}), read: make(chan struct{})}
 	rk.stdin, err = sess.StdinPipe()
 	if err != nil {
 		sess.Close()
@@ -230,28 +265,18 @@ func openRemote(client *ssh.Client, v remoteVars, op string) (*remoteKernel, err
 		return nil, fmt.Errorf("session stdout: %w", err)
 	}
 	sess.Stderr = rk.stderr
-	if err := sess.Start(remoteCommand(v, op)); err != nil {
-		sess.Close()
-		return nil, fmt.Errorf("start remote command: %w", err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			switch line := sc.Text(); line {
-			case tagTick:
-			case tagDied:
-				rk.diedOnce.Do(func() { close(rk.died) })
-			default:
-				select {
-				case rk.lines <- line:
-				default: // nobody listens for more than 256 lines: drop
-				}
-			}
+	err = within(ctx, sessionTimeout, "start remote command", func() error {
+		if err := sess.Start(remoteCommand); err != nil {
+			return err
 		}
-		close(rk.lines)
-		close(rk.read)
-	}()
+		_, err := io.WriteString(rk.stdin, remoteProgram(v, op))
+		return err
+	})
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	go rk.readLines(stdout)
 	go func() {
 		_ = sess.Wait()
 		close(rk.done)
@@ -259,22 +284,99 @@ func openRemote(client *ssh.Client, v remoteVars, op string) (*remoteKernel, err
 	return rk, nil
 }
 
-// startKernel starts a kernel and holds it for this session. On error
-// nothing is left running remotely.
+// newSession opens a session, giving up after sessionTimeout or when ctx
+// ends; a session that opens too late is closed.
+func newSession(ctx context.Context, client *ssh.Client) (*ssh.Session, error) {
+	type result struct {
+		s   *ssh.Session
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := client.NewSession()
+		ch <- result{s, err}
+	}()
+	t := time.NewTimer(sessionTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("open session: %w", r.err)
+		}
+		return r.s, nil
+	case <-t.C:
+		err = fmt.Errorf("open session: no answer from the server in %s: %w", sessionTimeout, os.ErrDeadlineExceeded)
+	case <-ctx.Done():
+		err = fmt.Errorf("open session: %w", context.Cause(ctx))
+	}
+	go func() {
+		if r := <-ch; r.s != nil {
+			r.s.Close()
+		}
+	}()
+	return nil, err
+}
+
+// within runs fn, giving up after d or when ctx ends (fn goes on in the
+// background: the caller closes what fn waits on).
+func within(ctx context.Context, d time.Duration, what string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%s: no answer from the server in %s: %w", what, d, os.ErrDeadlineExceeded)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, context.Cause(ctx))
+	}
+}
+
+// readLines reads the op's output. Ticks and the kernel's death are noted
+// at once; every other line is queued, none is ever dropped.
+func (rk *remoteKernel) readLines(stdout io.Reader) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rk.firstOnce.Do(func() { close(rk.first) })
+		switch line := sc.Text(); line {
+		case tagTick:
+		case tagDied:
+			rk.diedOnce.Do(func() { close(rk.died) })
+		default:
+			rk.lines.push(line)
+		}
+	}
+	rk.lines.end()
+	close(rk.read)
+}
+
+// startKernel starts a kernel and holds it for this session from the
+// start, so a kernel slower to start than linger is not taken for an
+// abandoned one. On error nothing is left running remotely.
 func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remoteKernel, error) {
-	rk, err := openRemote(client, remoteVars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.startScript()}, "op_start")
+	rk, err := openRemote(ctx, client, remoteVars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.startScript()}, "op_start")
 	if err != nil {
 		return nil, err
 	}
-	if err := rk.readJSON(ctx); err != nil {
+	go rk.ping()
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := rk.readJSON(sctx); err != nil {
 		// The server knows the kernel's pid even if kq has not read it yet.
-		if kerr := rk.kill(); kerr != nil && rk.PID != 0 {
-			err = errors.Join(err, fmt.Errorf("stop the half-started kernel: %w", kerr))
+		// A kernel that died has ended the session and is cleaned up there.
+		if kerr := rk.kill(); kerr != nil && !rk.hasDied() && rk.PID != 0 {
+			err = fmt.Errorf("%w; stopping the half-started kernel failed: %w", err, kerr)
 		}
 		rk.close()
 		return nil, err
 	}
-	go rk.ping()
 	return rk, nil
 }
 
@@ -282,89 +384,123 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 // session: a reconnect (which takes over the hold with pid takeover), or
 // kq attach (takeover 0).
 func attachKernel(ctx context.Context, client *ssh.Client, rt, id string, takeover int) (*remoteKernel, error) {
-	rk, err := openRemote(client, remoteVars{rt: rt, id: id, takeover: takeover}, "op_attach")
+	rk, err := openRemote(ctx, client, remoteVars{rt: rt, id: id, takeover: takeover}, "op_attach")
 	if err != nil {
 		return nil, err
 	}
-	if err := rk.readJSON(ctx); err != nil {
+	go rk.ping()
+	actx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := rk.readJSON(actx); err != nil {
 		rk.close()
 		return nil, err
 	}
-	go rk.ping()
 	return rk, nil
 }
 
 // ping writes a line every second until the session closes; each line
-// tells the server's watchdog that this kq is still there.
+// tells the server's watchdog that this kq is still there. It starts once
+// the server has read the program (its first line), never before.
 func (rk *remoteKernel) ping() {
+	select {
+	case <-rk.first:
+	case <-rk.done:
+		return
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		if !rk.send("ping") {
+			return
+		}
 		select {
 		case <-rk.done:
 			return
 		case <-t.C:
-			rk.mu.Lock()
-			closed := rk.closed
-			rk.mu.Unlock()
-			if closed {
-				return
-			}
-			if _, err := io.WriteString(rk.stdin, "ping\n"); err != nil {
-				return
-			}
 		}
 	}
 }
 
+// send writes one line to the hold loop unless the session is closed.
+func (rk *remoteKernel) send(line string) bool {
+	rk.mu.Lock()
+	closed := rk.closed
+	rk.mu.Unlock()
+	if closed {
+		return false
+	}
+	_, err := io.WriteString(rk.stdin, line+"\n")
+	return err == nil
+}
+
 // readJSON reads the remote side's report up to the connection file.
 func (rk *remoteKernel) readJSON(ctx context.Context) error {
-	var failure []string
-	var logLines []string
+	var failure, logLines []string
 	var json bytes.Buffer
 	inJSON := false
 	for {
-		select {
-		case <-ctx.Done():
-			return withKind(ErrInterrupted, "", fmt.Errorf("start kernel: %w", ctx.Err()))
-		case line, ok := <-rk.lines:
-			if !ok || line == tagFailed {
-				msg := strings.Join(failure, "; ")
-				if msg == "" {
-					msg = "remote command ended unexpectedly"
-					if s := strings.TrimSpace(rk.stderr.String()); s != "" {
-						msg += ": " + lastLine(s)
-					}
-				}
-				if len(logLines) > 0 {
-					msg += ": " + kernelLogSummary(logLines)
-				}
-				return withKind(ErrKernel, kernelHint(logLines), errors.New(msg))
+		line, ok, err := rk.lines.next(ctx.Done())
+		if err != nil {
+			if ctx.Err() == context.DeadlineExceeded {
+				return withKind(ErrKernel, "", fmt.Errorf("no connection file from the server in %s", startTimeout))
 			}
-			switch {
-			case line == tagGone:
-				return withKind(ErrKernel, "", errKernelGone)
-			case inJSON && line == tagEnd:
-				rk.JSON = bytes.TrimSpace(json.Bytes())
-				return nil
-			case inJSON:
-				json.WriteString(line)
-				json.WriteByte('\n')
-			case line == tagBegin:
-				inJSON = true
-			case strings.HasPrefix(line, tagFile):
-				rk.Path = strings.TrimPrefix(line, tagFile)
-			case strings.HasPrefix(line, tagPID):
-				rk.PID, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
-			case strings.HasPrefix(line, tagHolder):
-				rk.holderPID, _ = strconv.Atoi(strings.TrimPrefix(line, tagHolder))
-			case strings.HasPrefix(line, tagError):
-				failure = append(failure, strings.TrimPrefix(line, tagError))
-			case strings.HasPrefix(line, tagLog):
-				logLines = append(logLines, strings.TrimPrefix(line, tagLog))
-			}
+			return withKind(ErrInterrupted, "", fmt.Errorf("start kernel: %w", context.Cause(ctx)))
+		}
+		if !ok || line == tagFailed {
+			return rk.failure(failure, logLines)
+		}
+		switch {
+		case line == tagGone:
+			return withKind(ErrKernel, "", errKernelGone)
+		case inJSON && line == tagEnd:
+			rk.JSON = bytes.TrimSpace(json.Bytes())
+			return nil
+		case inJSON:
+			json.WriteString(line)
+			json.WriteByte('\n')
+		case line == tagBegin:
+			inJSON = true
+		case strings.HasPrefix(line, tagFile):
+			rk.Path = strings.TrimPrefix(line, tagFile)
+		case strings.HasPrefix(line, tagPID):
+			rk.PID, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
+		case strings.HasPrefix(line, tagHolder):
+			rk.holderPID, _ = strconv.Atoi(strings.TrimPrefix(line, tagHolder))
+		case strings.HasPrefix(line, tagError):
+			failure = append(failure, redact(strings.TrimPrefix(line, tagError)))
+		case strings.HasPrefix(line, tagLog):
+			logLines = append(logLines, redact(strings.TrimPrefix(line, tagLog)))
 		}
 	}
+}
+
+// failure is the error for a start or attach the server gave up on.
+func (rk *remoteKernel) failure(failure, logLines []string) error {
+	msg := strings.Join(failure, "; ")
+	if msg == "" {
+		msg = "remote command ended unexpectedly"
+		if s := strings.TrimSpace(rk.stderr.String()); s != "" {
+			msg += ": " + redact(lastLine(s))
+		}
+	}
+	if len(logLines) > 0 {
+		msg += ": " + kernelLogSummary(logLines)
+	}
+	hint := kernelHint(logLines)
+	if strings.Contains(msg, "runtime dir") {
+		hint = "make the runtime dir private to you (chmod 700), or set runtime_dir: in the profile"
+	}
+	return withKind(ErrKernel, hint, errors.New(msg))
+}
+
+// keyValue finds a connection file's key in text the server relays (a
+// kernel that printed its JSON, a Python dict in a traceback).
+var keyValue = regexp.MustCompile(`(["']key["']\s*:\s*b?["'])[^"']*(["'])`)
+
+// redact removes connection-file keys from a line kq relays from the
+// server, so the key never reaches kq's output.
+func redact(s string) string {
+	return keyValue.ReplaceAllString(s, "${1}<redacted>${2}")
 }
 
 // kernelLogSummary picks the most telling line of the kernel's output: the
@@ -398,30 +534,30 @@ func lastLine(s string) string {
 }
 
 // command sends one hold command and waits for its answer, the session's
-// end, or the timeout.
+// end, or the timeout (which also covers waiting for the server to have
+// read the program).
 func (rk *remoteKernel) command(cmd, want string, timeout time.Duration) error {
-	rk.mu.Lock()
-	closed := rk.closed
-	rk.mu.Unlock()
-	if closed {
-		return fmt.Errorf("%s: session already closed", cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	select {
+	case <-rk.first:
+	case <-rk.read:
+		return fmt.Errorf("%s: the server's side ended without confirming", cmd)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: no answer from the server in %s", cmd, timeout)
 	}
-	if _, err := io.WriteString(rk.stdin, cmd+"\n"); err != nil {
-		return fmt.Errorf("send %s to the server: %w", cmd, err)
+	if !rk.send(cmd) {
+		return fmt.Errorf("%s: cannot reach the server's side", cmd)
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	for {
-		select {
-		case line, ok := <-rk.lines:
-			if !ok {
-				return fmt.Errorf("%s: the server's side ended without confirming", cmd)
-			}
-			if line == want {
-				return nil
-			}
-		case <-t.C:
+		line, ok, err := rk.lines.next(ctx.Done())
+		switch {
+		case err != nil:
 			return fmt.Errorf("%s: no answer from the server in %s", cmd, timeout)
+		case !ok:
+			return fmt.Errorf("%s: the server's side ended without confirming", cmd)
+		case line == want:
+			return nil
 		}
 	}
 }
@@ -492,26 +628,97 @@ func (rk *remoteKernel) close() {
 	rk.sess.Close()
 }
 
-// runOp runs a one-shot op and returns its output lines (without ticks).
+// runOp runs a one-shot op and returns its output lines (without ticks),
+// all of them. A KQ-ERROR line becomes a *remoteError. The op has
+// opTimeout unless ctx ends sooner.
 func runOp(ctx context.Context, client *ssh.Client, v remoteVars, op string) ([]string, error) {
-	rk, err := openRemote(client, v, op)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	rk, err := openRemote(ctx, client, v, op)
 	if err != nil {
 		return nil, err
 	}
 	defer rk.close()
+	rk.stdin.Close() // the program is all the op reads
 	var out []string
+	var failed error
 	for {
-		select {
-		case <-ctx.Done():
-			return out, ctx.Err()
-		case line, ok := <-rk.lines:
-			if !ok {
-				if s := strings.TrimSpace(rk.stderr.String()); s != "" && len(out) == 0 {
-					return out, fmt.Errorf("%s: %s", op, lastLine(s))
-				}
-				return out, nil
+		line, ok, err := rk.lines.next(ctx.Done())
+		switch {
+		case err != nil:
+			return out, fmt.Errorf("%s: %w", op, context.Cause(ctx))
+		case !ok && failed != nil:
+			return out, failed
+		case !ok:
+			if s := strings.TrimSpace(rk.stderr.String()); s != "" && len(out) == 0 {
+				return out, fmt.Errorf("%s: %s", op, redact(lastLine(s)))
 			}
-			out = append(out, line)
+			return out, nil
+		case strings.HasPrefix(line, tagError) && failed == nil:
+			failed = &remoteError{msg: redact(strings.TrimPrefix(line, tagError))}
+		}
+		out = append(out, line)
+	}
+}
+
+// lineQueue holds an op's output lines until they are read, without limit:
+// a burst (a runtime dir with many connection files) loses nothing, and
+// the reader of the session never blocks on it. It has one consumer at a
+// time.
+type lineQueue struct {
+	mu    sync.Mutex
+	queue []string
+	eof   bool
+	wake  chan struct{}
+}
+
+func newLineQueue() *lineQueue { return &lineQueue{wake: make(chan struct{}, 1)} }
+
+func (q *lineQueue) push(line string) {
+	q.mu.Lock()
+	q.queue = append(q.queue, line)
+	q.mu.Unlock()
+	q.notify()
+}
+
+// end marks the end of the output.
+func (q *lineQueue) end() {
+	q.mu.Lock()
+	q.eof = true
+	q.mu.Unlock()
+	q.notify()
+}
+
+func (q *lineQueue) notify() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// errGaveUp: next stopped waiting because its cancel channel fired.
+var errGaveUp = errors.New("gave up waiting")
+
+// next returns the next line; ok is false once the output has ended and
+// every line was read. It waits until cancel fires, then returns errGaveUp.
+func (q *lineQueue) next(cancel <-chan struct{}) (line string, ok bool, err error) {
+	for {
+		q.mu.Lock()
+		if len(q.queue) > 0 {
+			line = q.queue[0]
+			q.queue = q.queue[1:]
+			q.mu.Unlock()
+			return line, true, nil
+		}
+		eof := q.eof
+		q.mu.Unlock()
+		if eof {
+			return "", false, nil
+		}
+		select {
+		case <-q.wake:
+		case <-cancel:
+			return "", false, errGaveUp
 		}
 	}
 }

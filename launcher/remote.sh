@@ -1,42 +1,97 @@
-# kq's remote side: plain POSIX sh, sent with every remote command. kq sets
-# rt (runtime dir, "" to ask the server), id, linger (seconds) and keep (0/1)
-# before this text and calls one op_* function after it. Lines kq reads
-# start with "KQ-". Every wait loop is bounded.
+# kq's remote side: plain POSIX sh. kq runs the constant command
+# `exec /bin/sh -s` and sends, on that session's stdin, the settings (rt:
+# runtime dir, "" to ask the server; id; linger in seconds; keep 0/1;
+# start_script; path; grace; takeover), this text and one line that calls
+# an op_* function and exits. So no setting, no env: value and no key is
+# ever on a command line, and the user's login shell (bash, zsh, csh, fish)
+# only ever parses that constant command.
 #
-# Files of one kernel, all in the runtime dir, all removed with it:
+# The shell may read ahead of what it runs, so kq writes nothing more on
+# stdin until it has read the op's first line; a holding op then reads
+# kq's lines (ping, stop, ...) with `read`. Lines kq reads start with "KQ-".
+# Every wait loop is bounded. Values are printed with printf '%s', never
+# echo (which interprets backslashes in some shells).
+#
+# Files of one kernel, all in the runtime dir, all 0600, all removed with it:
 #   kernel-kq-ID.json  connection file (written by the kernel)
-#   kernel-kq-ID.log   the kernel command's output
-#   kernel-kq-ID.kq    pid=..., linger=... of the kernel
-#   kernel-kq-ID.cmd   how to (re)start the kernel: sh FILE CONNECTION_FILE
+#   kernel-kq-ID.log   the kernel command's output (capped)
+#   kernel-kq-ID.kq    pid=..., start=... (the pid's start time), linger=...
+#   kernel-kq-ID.cmd   how to (re)start the kernel: sh FILE CONNECTION_FILE;
+#                      it holds the profile's env: values
 #   kernel-kq-ID.hold  re-created by every line a kq session sends; the
 #                      watchdog removes it, so its absence for `linger`
 #                      seconds means no kq is attached
 #   kernel-kq-ID.keep  present: stay up without any kq (--keep, --detach)
 #   kernel-kq-ID.restarting  present while `kq restart` swaps the process
+#   kernel-kq-ID.starting    present until the connection file is sent; a
+#                      failed start reports the death itself, and keeps it
 #   kernel-kq-ID.wd    the watchdog's pid
+
+# kq sets rt, id, linger, keep, start_script, path, grace and takeover
+# before this text.
+# shellcheck disable=SC2154
+
+# The kernel gets the login umask; kq's own files are private.
+login_umask=$(umask)
 umask 077
-[ -n "$rt" ] || rt=$(jupyter --runtime-dir 2>/dev/null) || rt=
+say() { printf '%s\n' "$*"; }
+
+# bounded runs a command that may hang (a runtime dir on a dead NFS
+# server) under a time limit where timeout(1) exists.
+bounded() {
+  if command -v timeout >/dev/null 2>&1; then timeout 15 "$@"; else "$@"; fi
+}
+[ -n "$rt" ] || rt=$(bounded jupyter --runtime-dir 2>/dev/null) || rt=
 [ -n "$rt" ] || rt="$HOME/.local/share/jupyter/runtime"
 base="$rt/kernel-kq-$id"
 f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
 keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
+starting="$base.starting"
+log_max=1048576
 
+# check_rt refuses a runtime dir that someone else could plant files in or
+# swap: it must be the user's own and writable by nobody else.
+check_rt() {
+  [ -d "$rt" ] || return 0
+  if [ ! -O "$rt" ]; then say "KQ-ERROR runtime dir $rt is not owned by $(id -un)"; return 1; fi
+  if [ -n "$(find "$rt" -prune \( -perm -0020 -o -perm -0002 \) -print 2>/dev/null)" ]; then
+    say "KQ-ERROR runtime dir $rt is writable by other users"; return 1
+  fi
+}
+
+# stamp prints a process's start time, which tells it apart from a later
+# process that got the same pid.
+stamp() {
+  if [ -r "/proc/$1/stat" ]; then sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f20
+  else ps -o lstart= -p "$1" 2>/dev/null; fi
+}
 # pid is the kernel's pid from its meta file, else the last one this shell
 # saw ($last), so that files removed by someone else cannot make the
-# watchdog lose its kernel.
-last=
-pid() { v=$(sed -n 's/^pid=//p' "$meta" 2>/dev/null); echo "${v:-$last}"; }
+# watchdog lose its kernel; started is that pid's recorded start time.
+last=; last_start=
+meta_field() { sed -n "s/^$1=//p" "$meta" 2>/dev/null; }
+pid() { v=$(meta_field pid); say "${v:-$last}"; }
+started() { v=$(meta_field start); say "${v:-$last_start}"; }
 # A zombie (not yet reaped by init) is dead too; /proc tells where it exists.
 zombie() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -c1 | grep -q Z; }
-alive() { p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p"; }
+# alive: the recorded pid runs, is no zombie, and is still the process kq
+# started (same start time), not another one that reused its pid.
+alive() {
+  p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p" || return 1
+  s=$(started); [ -z "$s" ] || [ "$(stamp "$p")" = "$s" ]
+}
 waitgone() { j=0; while alive && [ "$j" -lt "$1" ]; do sleep 0.1; j=$((j+1)); done; }
-# The kernel runs in its own process group (setsid): signal all of it.
-signal_kernel() { p=$(pid); [ -n "$p" ] && { kill -"$1" -"$p" 2>/dev/null || kill -"$1" "$p" 2>/dev/null; }; }
+# The kernel runs in its own process group (setsid): signal all of it,
+# and only after checking the pid is still the kernel's.
+signal_kernel() {
+  alive || return 0
+  kill -"$1" -"$p" 2>/dev/null || kill -"$1" "$p" 2>/dev/null
+}
 kill_kernel() {
   if alive; then signal_kernel TERM; waitgone 30; fi
   if alive; then signal_kernel KILL; waitgone 30; fi
 }
-cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$meta.new" "$wdf"; }
+cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap"; }
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
 finish() { w=$(cat "$wdf" 2>/dev/null); [ -n "$w" ] && kill "$w" 2>/dev/null; cleanup; }
@@ -45,8 +100,17 @@ finish() { w=$(cat "$wdf" 2>/dev/null); [ -n "$w" ] && kill "$w" 2>/dev/null; cl
 # reaps it, and kill -0 tells the truth about it.
 spawn() {
   ss=; command -v setsid >/dev/null 2>&1 && ss=setsid
+  : >> "$log"
   p=$( ( $ss sh "$cmdf" "$f" </dev/null >>"$log" 2>&1 & echo $! ) )
-  { echo "pid=$p"; echo "linger=$linger"; } > "$meta.new" && mv "$meta.new" "$meta"
+  { say "pid=$p"; say "start=$(stamp "$p")"; say "linger=$linger"; } > "$meta.new" && mv "$meta.new" "$meta"
+}
+
+# cap_log keeps the kernel's log under log_max by keeping its newest part;
+# the kernel appends (O_APPEND), so it writes on at the new end.
+cap_log() {
+  n=$(wc -c < "$log" 2>/dev/null) || return 0
+  [ "${n:-0}" -gt "$log_max" ] || return 0
+  tail -c $((log_max / 4)) "$log" > "$log.cap" && cat "$log.cap" > "$log"; rm -f "$log.cap"
 }
 
 # watchdog outlives every kq session: it stops the kernel once no session
@@ -55,8 +119,9 @@ spawn() {
 watchdog() {
   idle=0
   while :; do
-    last=$(pid)
+    last=$(pid); last_start=$(started)
     sleep 2
+    cap_log
     [ -e "$restarting" ] && continue
     alive || break
     if [ -e "$keepf" ]; then idle=0; continue; fi
@@ -71,13 +136,16 @@ watchdog() {
 # session is gone. EOF on stdin ends the session, not the kernel.
 hold() {
   : > "$hold"
-  echo "KQ-HOLDER $$"
+  say "KQ-HOLDER $$"
   (
     while :; do
       # A dead kernel ends the whole session ($$ is the hold shell), even
-      # one whose kq is out of reach and sends nothing more.
-      if [ ! -e "$restarting" ] && ! alive; then echo KQ-DIED; kill $$ 2>/dev/null; exit 0; fi
-      echo KQ-TICK || exit 0
+      # one whose kq is out of reach and sends nothing more; a start that
+      # failed says why itself and waits for kq's "kill".
+      if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && ! alive; then
+        say KQ-DIED; kill $$ 2>/dev/null; exit 0
+      fi
+      say KQ-TICK || exit 0
       sleep 1
     done
   ) &
@@ -85,47 +153,71 @@ hold() {
   while read -r cmd; do
     : > "$hold"
     case "$cmd" in
-      stop) kill $ticker $extra 2>/dev/null; waitgone 30; kill_kernel; finish; echo KQ-STOPPED; exit 0;;
-      kill) kill $ticker $extra 2>/dev/null; kill_kernel; finish; echo KQ-STOPPED; exit 0;;
-      detach) kill $ticker $extra 2>/dev/null; : > "$keepf"; rm -f "$hold"; echo KQ-DETACHED; exit 0;;
-      release) kill $ticker $extra 2>/dev/null; rm -f "$hold"; echo KQ-RELEASED; exit 0;;
+      stop) end_helpers; waitgone 30; kill_kernel; finish; say KQ-STOPPED; exit 0;;
+      kill) end_helpers; kill_kernel; finish; say KQ-STOPPED; exit 0;;
+      detach) end_helpers; : > "$keepf"; rm -f "$hold"; say KQ-DETACHED; exit 0;;
+      release) end_helpers; rm -f "$hold"; say KQ-RELEASED; exit 0;;
     esac
   done
-  kill $ticker $extra 2>/dev/null
+  end_helpers
+}
+# end_helpers ends this session's ticker and, during a start, the wait for
+# the connection file.
+end_helpers() { kill "$ticker" ${extra:+"$extra"} 2>/dev/null; }
+
+# printed_json finds a connection file that the kernel command printed
+# instead of writing it where this host can see it (a kernel started on
+# another machine by ssh or srun): one line {...}, or a block from a "{"
+# line to a "}" line, that has a shell_port.
+printed_json() {
+  awk '
+    /^[ \t]*\{.*\}[ \t]*$/ { if ($0 ~ /"shell_port"/) { print; found = 1; exit } next }
+    /^[ \t]*\{/ { inb = 1; b = "" }
+    inb { b = b $0 "\n" }
+    inb && /^[ \t]*\}/ { inb = 0; if (b ~ /"shell_port"/) { printf "%s", b; found = 1; exit } }
+    END { exit !found }
+  ' "$log" 2>/dev/null
 }
 
-# op_start writes the start script (kq has put it in $start_script),
-# starts the kernel and its watchdog, reports the connection file once the
-# kernel has written it, and then holds the kernel for this session.
+# wait_json reports the connection file once the kernel has written it (or
+# printed it), or why it never will.
+wait_json() {
+  i=0
+  while :; do
+    if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}'; then break; fi
+    if grep -q '"shell_port"' "$log" 2>/dev/null; then
+      if printed_json > "$f.new"; then mv "$f.new" "$f"; break; fi
+      rm -f "$f.new"
+    fi
+    if ! alive; then
+      say "KQ-ERROR kernel command exited before writing $f"
+      tail -n 20 "$log" | sed 's/^/KQ-LOG /'; say KQ-FAILED; exit 1
+    fi
+    i=$((i+1)); if [ $i -gt 1200 ]; then say "KQ-ERROR no connection file after 120s"; say KQ-FAILED; exit 1; fi
+    sleep 0.1
+  done
+  chmod 600 "$f" # the key is private, whatever the kernel's umask
+  rm -f "$starting"
+  say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
+}
+
+# op_start writes the start script (kq has put it in $start_script) under
+# the login umask, starts the kernel and its watchdog, and holds the kernel
+# for this session from that moment on, however long the kernel takes to
+# write its connection file.
 op_start() {
-  mkdir -p "$rt" || { echo "KQ-ERROR cannot create runtime dir $rt"; exit 1; }
-  echo "KQ-FILE $f"
-  printf '%s\n' "$start_script" > "$cmdf"
+  mkdir -p "$rt" || { say "KQ-ERROR cannot create runtime dir $rt"; say KQ-FAILED; exit 1; }
+  check_rt || { say KQ-FAILED; exit 1; }
+  say "KQ-FILE $f"
+  { say "umask $login_umask"; say "$start_script"; } > "$cmdf"
   [ "$keep" = 1 ] && : > "$keepf"
+  : > "$starting"
   spawn
-  last=$(pid)
-  echo "KQ-PID $last"
+  last=$(pid); last_start=$(started)
+  say "KQ-PID $last"
   ( trap '' HUP; watchdog ) </dev/null >/dev/null 2>&1 &
-  echo $! > "$wdf"
-  (
-    i=0
-    while :; do
-      if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}'; then break; fi
-      # A kernel started on another machine (ssh node, srun) may write its
-      # file where this host cannot see it; its command may print the JSON
-      # instead, from a "{" line to a "}" line. Keep a copy here.
-      if grep -q '"shell_port"' "$log" 2>/dev/null && sed -n '/^{/,/^}/p' "$log" | grep -q '^}'; then
-        sed -n '/^{/,/^}/p' "$log" > "$f.new" && mv "$f.new" "$f"; break
-      fi
-      if ! alive; then
-        echo "KQ-ERROR kernel command exited before writing $f"
-        tail -n 20 "$log" | sed 's/^/KQ-LOG /'; echo KQ-FAILED; exit 1
-      fi
-      i=$((i+1)); if [ $i -gt 1200 ]; then echo "KQ-ERROR no connection file after 120s"; echo KQ-FAILED; exit 1; fi
-      sleep 0.1
-    done
-    echo KQ-JSON-BEGIN; cat "$f"; echo; echo KQ-JSON-END
-  ) &
+  say $! > "$wdf"
+  wait_json &
   extra=$!
   hold
 }
@@ -133,10 +225,11 @@ op_start() {
 # op_attach holds a running kq kernel for a new session (a reconnect, or
 # kq attach), after sending its connection file.
 op_attach() {
-  if [ ! -e "$meta" ] || ! alive; then echo KQ-GONE; exit 0; fi
+  check_rt || exit 1
+  if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
   [ -n "$takeover" ] && take_over "$takeover"
-  echo "KQ-FILE $f"; echo "KQ-PID $(pid)"
-  echo KQ-JSON-BEGIN; cat "$f"; echo; echo KQ-JSON-END
+  say "KQ-FILE $f"; say "KQ-PID $(pid)"
+  say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
   extra=
   hold
 }
@@ -160,49 +253,57 @@ take_over() {
 # op_stop stops a kq kernel, after `grace` tenths of a second for a
 # shutdown_request to take effect, and removes its files.
 op_stop() {
-  [ -e "$meta" ] || { echo KQ-GONE; exit 0; }
-  waitgone "${grace:-0}"; kill_kernel; finish; echo KQ-STOPPED
+  check_rt || exit 1
+  [ -e "$meta" ] || { say KQ-GONE; exit 0; }
+  waitgone "${grace:-0}"; kill_kernel; finish; say KQ-STOPPED
 }
 
 op_interrupt() {
-  if [ ! -e "$meta" ] || ! alive; then echo KQ-GONE; exit 0; fi
-  p=$(pid); kill -INT "$p" && echo KQ-DONE
+  check_rt || exit 1
+  if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
+  kill -INT "$p" && say KQ-DONE
 }
 
 # op_restart replaces the kernel process; it reads the same connection
 # file, so key and ports stay, and open sessions keep working.
 op_restart() {
-  if [ ! -e "$meta" ] || ! alive; then echo KQ-GONE; exit 0; fi
+  check_rt || exit 1
+  if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
   : > "$restarting"
   kill_kernel
   spawn
   rm -f "$restarting"
-  echo "KQ-PID $(pid)"
+  say "KQ-PID $(pid)"
 }
 
-# op_list prints every connection file in the runtime dir, kq's or not.
+# op_list prints every connection file in the runtime dir that the user
+# owns, kq's or not.
 op_list() {
+  check_rt || exit 1
   now=$(date +%s)
   for j in "$rt"/kernel-*.json; do
-    [ -e "$j" ] || continue
-    b=${j%.json}; kqk=no; p=-; st=-; held=no; kept=no
+    { [ -f "$j" ] && [ -O "$j" ]; } || continue
+    b=${j%.json}; kqk=no; st=-; held=no; kept=no; lp=-
     if [ -e "$b.kq" ]; then
-      kqk=yes; p=$(sed -n 's/^pid=//p' "$b.kq")
-      if kill -0 "$p" 2>/dev/null && ! zombie "$p"; then st=alive; else st=dead; fi
+      kqk=yes
+      # alive() reads the kernel's own meta file; point it there.
+      meta="$b.kq"; id=${b##*/kernel-kq-}; last=; last_start=
+      lp=$(pid); if alive; then st=alive; else st=dead; fi
     fi
     [ -e "$b.hold" ] && held=yes
     [ -e "$b.keep" ] && kept=yes
-    mt=$(date -r "$j" +%s 2>/dev/null || stat -c %Y "$j" 2>/dev/null || echo "$now")
-    echo "KQ-ENTRY $j|$((now-mt))|$kqk|$p|$st|$held|$kept"
-    echo KQ-JSON-BEGIN; cat "$j"; echo; echo KQ-JSON-END
+    mt=$(date -r "$j" +%s 2>/dev/null || stat -c %Y "$j" 2>/dev/null || say "$now")
+    say "KQ-ENTRY $j|$((now-mt))|$kqk|${lp:--}|$st|$held|$kept"
+    say KQ-JSON-BEGIN; cat "$j"; say; say KQ-JSON-END
   done
-  echo KQ-END
+  say KQ-END
 }
 
 # op_cat prints one connection file given by path.
 op_cat() {
-  [ -f "$path" ] || { echo "KQ-ERROR no such file: $path"; exit 1; }
-  echo "KQ-FILE $path"; echo KQ-JSON-BEGIN; cat "$path"; echo; echo KQ-JSON-END
+  [ -f "$path" ] || { say "KQ-ERROR no such file: $path"; exit 1; }
+  [ -O "$path" ] || { say "KQ-ERROR $path is not owned by $(id -un)"; exit 1; }
+  say "KQ-FILE $path"; say KQ-JSON-BEGIN; cat "$path"; say; say KQ-JSON-END
 }
 
-op_rm() { rm -f "$path"; echo KQ-DONE; }
+op_rm() { [ ! -e "$path" ] || [ -O "$path" ] || { say "KQ-ERROR $path is not owned by $(id -un)"; exit 1; }; rm -f "$path"; say KQ-DONE; }

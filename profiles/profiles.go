@@ -152,6 +152,9 @@ func (p Profile) Validate() error {
 	if strings.TrimSpace(p.Kernel) == "" {
 		return fmt.Errorf("%w %q: kernel: empty command", ErrInvalid, p.Name)
 	}
+	if err := CheckKernelCommand(p.Kernel); err != nil {
+		return fmt.Errorf("%w %q: kernel: %w", ErrInvalid, p.Name, err)
+	}
 	if len(p.Frontend) == 0 || p.Frontend[0] == "" {
 		return fmt.Errorf("%w %q: frontend: empty command", ErrInvalid, p.Name)
 	}

@@ -353,3 +353,39 @@ func TestResolveChain(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckKernelCommand: commands as users write them pass; text that
+// would swallow or detach the appended "-f FILE" is refused.
+func TestCheckKernelCommand(t *testing.T) {
+	for _, tc := range []struct {
+		cmd, err string
+	}{
+		{"python3 -m ipykernel_launcher", ""},
+		{"CUDA_VISIBLE_DEVICES=0 python3 -m ipykernel_launcher", ""},
+		{"source ~/venv/bin/activate && python -m ipykernel_launcher", ""},
+		{`python -c 'import sys # not a comment' -m x`, ""},
+		{`python "a#b" x#y`, ""},
+		{`echo \# ; python -m ipykernel_launcher`, ""},
+		{"conda run -n torch python -m ipykernel_launcher", ""},
+		{"python3 -m ipykernel_launcher # my kernel", "# comment"},
+		{"python3 -m ipykernel_launcher;# x", "# comment"},
+		{"python3 -m ipykernel_launcher 'unclosed", "unclosed ' quote"},
+		{`python3 -m ipykernel_launcher "unclosed`, `unclosed " quote`},
+		{`python3 -m ipykernel_launcher \`, "trailing backslash"},
+		{"python3 -m ipykernel_launcher;", `ends with ";"`},
+		{"python3 -m ipykernel_launcher &&", `ends with "&&"`},
+		{"python3 -m ipykernel_launcher ||  ", `ends with "||"`},
+		{"python3 -m ipykernel_launcher &", `ends with "&"`},
+		{"python3 -m ipykernel_launcher |", `ends with "|"`},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			err := CheckKernelCommand(tc.cmd)
+			if tc.err == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("got %v, want an error with %q", err, tc.err)
+			}
+		})
+	}
+}
