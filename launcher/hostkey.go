@@ -139,11 +139,11 @@ func (a *authenticator) unknownHost(s profiles.SSHSettings, he *hostKeyError, ho
 			if err != nil {
 				return he // no terminal: refuse, as ssh does
 			}
-			ans = strings.ToLower(strings.TrimSpace(ans))
-			if ans == "yes" || ans == ssh.FingerprintSHA256(key) {
+			accept, decline := hostKeyAnswer(ans, ssh.FingerprintSHA256(key))
+			if accept {
 				break
 			}
-			if ans == "no" || i >= 2 {
+			if decline || i >= 2 {
 				he.declined = true
 				return he
 			}
@@ -156,6 +156,20 @@ func (a *authenticator) unknownHost(s profiles.SSHSettings, he *hostKeyError, ho
 	}
 	a.note("permanently added %s (%s) to %s", hostname, keyTypeName(key), file)
 	return nil
+}
+
+// hostKeyAnswer reads an answer to the unknown-host question as ssh does:
+// "yes" or "no" in any case, or the fingerprint itself, which is base64
+// and so compared exactly as typed (only surrounding blanks are dropped).
+func hostKeyAnswer(ans, fingerprint string) (accept, decline bool) {
+	ans = strings.TrimSpace(ans)
+	switch {
+	case ans == fingerprint, strings.EqualFold(ans, "yes"):
+		return true, false
+	case strings.EqualFold(ans, "no"):
+		return false, true
+	}
+	return false, false
 }
 
 // keyTypeName is OpenSSH's short name for a key type ("ED25519").

@@ -148,7 +148,8 @@ func TestDialHandshakeDeadline(t *testing.T) {
 }
 
 // TestWriteLocalFile: the file is created 0600 in a 0700 dir, never over an
-// existing file, and a dir others can enter is warned about.
+// existing file (a second one gets a numbered name), and a dir others can
+// enter is warned about.
 func TestWriteLocalFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "runtime")
 	path, warning, err := writeLocalFile(dir, "k.json", []byte("{}"))
@@ -160,8 +161,12 @@ func TestWriteLocalFile(t *testing.T) {
 			t.Errorf("%s: mode %v, want %o (%v)", p, st.Mode().Perm(), want, err)
 		}
 	}
-	if _, _, err := writeLocalFile(dir, "k.json", []byte("{}")); err == nil {
-		t.Error("an existing file was overwritten")
+	second, _, err := writeLocalFile(dir, "k.json", []byte(`{"second":1}`))
+	if err != nil || second != filepath.Join(dir, "k-2.json") {
+		t.Errorf("second file: %q %v, want k-2.json", second, err)
+	}
+	if data, err := os.ReadFile(path); err != nil || string(data) != "{}" {
+		t.Errorf("an existing file was overwritten: %q %v", data, err)
 	}
 	open := t.TempDir()
 	if err := os.Chmod(open, 0o755); err != nil {

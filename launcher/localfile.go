@@ -3,9 +3,11 @@ package launcher
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // LocalRuntimeDir is where Jupyter clients on this machine look for
@@ -46,10 +48,17 @@ func jupyterDataDir() (string, error) {
 	return filepath.Join(home, ".local", "share", "jupyter"), nil
 }
 
+// maxLocalNames bounds the names tried for one local file: the short name,
+// then NAME-2.json, NAME-3.json... while other live sessions hold them.
+const maxLocalNames = 100
+
 // writeLocalFile creates dir (0700) and, exclusively, the file (0600), so
 // that the key is never readable by another user, not even for a moment,
 // and checks both afterwards: a file system that ignores modes is refused.
-// A pre-existing dir that others can enter is worth a warning (the file
+// The first session on a kernel gets name, the one the README tells users
+// to pass to --existing; a second session from this machine (kq attach
+// while kq run holds the kernel) gets a numbered name next to it. A
+// pre-existing dir that others can enter is worth a warning (the file
 // itself stays private).
 func writeLocalFile(dir, name string, data []byte) (path, warning string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -58,8 +67,18 @@ func writeLocalFile(dir, name string, data []byte) (path, warning string, err er
 	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
 		warning = fmt.Sprintf("runtime dir %s is accessible by others (mode %04o); chmod 700 it", dir, st.Mode().Perm())
 	}
-	path, err = createPrivate(filepath.Join(dir, name), data)
-	return path, warning, err
+	ext := filepath.Ext(name)
+	for i := 1; i <= maxLocalNames; i++ {
+		n := name
+		if i > 1 {
+			n = fmt.Sprintf("%s-%d%s", strings.TrimSuffix(name, ext), i, ext)
+		}
+		path, err = createPrivate(filepath.Join(dir, n), data)
+		if !errors.Is(err, fs.ErrExist) {
+			return path, warning, err
+		}
+	}
+	return "", warning, err
 }
 
 func createPrivate(path string, data []byte) (string, error) {

@@ -236,12 +236,18 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 
 	// The local connection file, once every listener is bound.
 	data, err := info.Rewrite("127.0.0.1", local)
+	if err == nil {
+		data, err = thisKQ().stamp(data)
+	}
 	if err != nil {
 		return res, withKind(ErrKernel, "", fmt.Errorf("rewrite connection file: %w", err))
 	}
 	dir, err := LocalRuntimeDir()
 	if err != nil {
 		return res, err
+	}
+	for _, n := range systemLiveness().removeStale(dir) {
+		s.log.step("removed %s, left behind by a kq that is gone", n)
 	}
 	short := s.id
 	if short == "" {
