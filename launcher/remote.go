@@ -90,7 +90,7 @@ func (k KernelSpec) startScript() string {
 	var lines []string
 	if k.Workdir != "" {
 		d := shPath(k.Workdir)
-		lines = append(lines, fmt.Sprintf(`cd -- %s || { printf 'kq: cannot cd to workdir %%s\n' %s >&2; exit 1; }`, d, d))
+		lines = append(lines, fmt.Sprintf(`cd -- %s || { printf 'cannot cd to workdir %%s\n' %s >&2; exit 1; }`, d, d))
 	}
 	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
 		lines = append(lines, "export "+key+"="+shQuote(k.Env[key]))
@@ -519,6 +519,8 @@ func kernelHint(lines []string) string {
 	switch {
 	case strings.Contains(all, "No module named") && strings.Contains(all, "ipykernel"):
 		return "install ipykernel on the server (pip install ipykernel, or apt install python3-ipykernel), or point kernel: at a python that has it"
+	case strings.Contains(all, "cannot cd to workdir"):
+		return "create that directory on the server, or fix workdir: in the profile"
 	case strings.Contains(all, "not found"):
 		return "the kernel command was not found on the server's PATH; use an absolute path in kernel:"
 	}
