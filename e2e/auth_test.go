@@ -326,15 +326,19 @@ func TestNoTerminal(t *testing.T) {
 	e.assertClean([]int{kernelPID(t, rep)}, rep.Ports)
 }
 
-// TestPasswordAuth: password authentication against real sshd, typed at a
-// terminal, for a throwaway user made for this test.
-func TestPasswordAuth(t *testing.T) {
-	name := fmt.Sprintf("kqpw%d", time.Now().UnixNano()%100000)
-	home, err := os.MkdirTemp("", "kqpw-home-")
+// throwawayUser creates a user with the given login shell and a home of
+// its own, removed when the test ends.
+func throwawayUser(t *testing.T, shell string) (name, home string) {
+	t.Helper()
+	name = fmt.Sprintf("kqu%d", time.Now().UnixNano()%1000000)
+	home, err := os.MkdirTemp("", "kqu-home-")
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(home) })
 	must(t, os.Chmod(home, 0o755))
-	if out, err := exec.Command("/usr/sbin/useradd", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
+	// Password "*": no password login, but not locked (sshd refuses locked
+	// accounts even key auth).
+	if out, err := exec.Command("/usr/sbin/useradd", "--no-create-home", "--home-dir", home, "--shell", shell,
+		"--password", "*", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd: %v %s", err, out)
 	}
 	t.Cleanup(func() {
@@ -349,16 +353,23 @@ func TestPasswordAuth(t *testing.T) {
 		}
 		t.Errorf("userdel %s: %v %s", name, err, out)
 	})
-	chpw := exec.Command("/usr/sbin/chpasswd")
-	chpw.Stdin = strings.NewReader(name + ":pass word 1\n")
-	if out, err := chpw.CombinedOutput(); err != nil {
-		t.Fatalf("chpasswd: %v %s", err, out)
-	}
 	u, err := user.Lookup(name)
 	must(t, err)
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	must(t, os.Chown(home, uid, gid))
+	return name, home
+}
+
+// TestPasswordAuth: password authentication against real sshd, typed at a
+// terminal, for a throwaway user made for this test.
+func TestPasswordAuth(t *testing.T) {
+	name, home := throwawayUser(t, "/bin/sh")
+	chpw := exec.Command("/usr/sbin/chpasswd")
+	chpw.Stdin = strings.NewReader(name + ":pass word 1\n")
+	if out, err := chpw.CombinedOutput(); err != nil {
+		t.Fatalf("chpasswd: %v %s", err, out)
+	}
 
 	e := newEnv(t, sshdtest.Options{ExtraConfig: []string{"PasswordAuthentication yes"}})
 	e.remoteRT = filepath.Join(home, "runtime")

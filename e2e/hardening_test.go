@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -311,5 +312,41 @@ func TestRuntimeDirRefused(t *testing.T) {
 		}
 	}
 	must(t, os.Chmod(e.remoteRT, 0o700))
+	e.assertClean(nil, nil)
+}
+
+// TestLoginShellTcsh: a user whose login shell is tcsh (which rejects a
+// newline inside single quotes) gets a session like everyone else: kq's
+// one command line is the same for every shell, and env: values with
+// newlines arrive intact.
+func TestLoginShellTcsh(t *testing.T) {
+	const tcsh = "/usr/bin/tcsh"
+	if _, err := os.Stat(tcsh); err != nil {
+		t.Fatalf("%s is missing: install tcsh (.ci/run does)", tcsh)
+	}
+	name, home := throwawayUser(t, tcsh)
+	e := newEnv(t, sshdtest.Options{ExtraConfig: []string{"AuthorizedKeysFile %h/authorized_keys"}})
+	pub, err := os.ReadFile(e.srv.ClientKey + ".pub")
+	must(t, err)
+	keys := filepath.Join(home, "authorized_keys")
+	must(t, os.WriteFile(keys, pub, 0o600))
+	u, err := user.Lookup(name)
+	must(t, err)
+	uid, _ := strconv.Atoi(u.Uid)
+	must(t, os.Chown(keys, uid, -1))
+	e.remoteRT = filepath.Join(home, "runtime")
+	p := e.baseProfile()
+	p["host"] = name + "@kqtest"
+	p["env"] = map[string]string{"KQ_MULTI": "line one\nline 'two'"}
+	e.writeConfig(map[string]profile{"p": p})
+	r, code := e.runToEnd([]string{"p"},
+		"KQ_TEST_CODE=import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name, os.environ['KQ_MULTI'] == \"line one\\nline 'two'\")")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	if rep := r.report(t); strings.TrimSpace(rep.Out) != name+" True" {
+		t.Fatalf("out %q, want %q", rep.Out, name+" True")
+	}
+	waitNoFiles(t, e.remoteRT, 10*time.Second)
 	e.assertClean(nil, nil)
 }
