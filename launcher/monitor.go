@@ -188,6 +188,9 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 				s.log.detail("reconnect attempt %d: %v", attempt, err)
 				continue
 			}
+			for _, l := range rk.info {
+				s.log.detail("%s", l)
+			}
 		}
 		s.mu.Lock()
 		s.ch = ch

@@ -167,6 +167,7 @@ const (
 	tagFile     = "KQ-FILE "
 	tagPID      = "KQ-PID "
 	tagHolder   = "KQ-HOLDER "
+	tagInfo     = "KQ-INFO "
 	tagError    = "KQ-ERROR "
 	tagLog      = "KQ-LOG "
 	tagBegin    = "KQ-JSON-BEGIN"
@@ -203,6 +204,8 @@ type remoteKernel struct {
 	// holderPID is the server-side process of this hold, which a reconnect
 	// takes over.
 	holderPID int
+	// info is what the remote side said it did on the way (KQ-INFO), for -v.
+	info []string
 	// JSON is the connection file's content.
 	JSON []byte
 
@@ -358,6 +361,8 @@ func (rk *remoteKernel) readJSON(ctx context.Context) error {
 				rk.PID, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
 			case strings.HasPrefix(line, tagHolder):
 				rk.holderPID, _ = strconv.Atoi(strings.TrimPrefix(line, tagHolder))
+			case strings.HasPrefix(line, tagInfo):
+				rk.info = append(rk.info, strings.TrimPrefix(line, tagInfo))
 			case strings.HasPrefix(line, tagError):
 				failure = append(failure, strings.TrimPrefix(line, tagError))
 			case strings.HasPrefix(line, tagLog):
