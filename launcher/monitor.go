@@ -175,11 +175,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 		}
 		var rk *remoteKernel
 		if s.id != "" {
-			takeover := 0
-			if oldRK != nil {
-				takeover = oldRK.holderPID
-			}
-			rk, err = attachKernel(ctx, ch.host(), s.rt, s.id, takeover)
+			rk, err = attachKernel(ctx, ch.host(), s.rt, s.id)
 			if err != nil {
 				ch.Close()
 				if errors.Is(err, errKernelGone) {
@@ -187,9 +183,6 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 				}
 				s.log.detail("reconnect attempt %d: %v", attempt, err)
 				continue
-			}
-			for _, l := range rk.info {
-				s.log.detail("%s", l)
 			}
 		}
 		s.mu.Lock()

@@ -134,32 +134,10 @@ op_start() {
 # kq attach), after sending its connection file.
 op_attach() {
   if [ ! -e "$meta" ] || ! alive; then echo KQ-GONE; exit 0; fi
-  [ -n "$takeover" ] && take_over "$takeover"
   echo "KQ-FILE $f"; echo "KQ-PID $(pid)"
   echo KQ-JSON-BEGIN; cat "$f"; echo; echo KQ-JSON-END
   extra=
   hold
-}
-
-# take_over ends the server side of a kq connection that kq has given up
-# (a reconnect after a cut link): the holder with pid $1 and the sshd
-# process serving that connection, which still keeps the kernel's sockets
-# open and so would keep the frontend's reconnected sockets from being
-# accepted under their old identities. Only a holder of this kernel whose
-# parent is sshd (sshd-session since OpenSSH 9.8) is ended, with that
-# parent, and only when both checks pass; a KQ-INFO line says what was done.
-take_over() {
-  ps -o args= -p "$1" 2>/dev/null | grep -qF "$id" || { echo "KQ-INFO takeover: $1 is not a holder of this kernel; left alone"; return 0; }
-  pp=$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')
-  pc=$(ps -o comm= -p "$pp" 2>/dev/null)
-  case "$pc" in
-    sshd|sshd-session) ;;
-    *) echo "KQ-INFO takeover: parent $pp of holder $1 is ${pc:-gone}, not sshd; left alone"; return 0;;
-  esac
-  kill "$pp" 2>/dev/null
-  j=0; while kill -0 "$pp" 2>/dev/null && [ $j -lt 30 ]; do sleep 0.1; j=$((j+1)); done
-  kill "$1" 2>/dev/null
-  echo "KQ-INFO takeover: ended the lost connection's $pc $pp and holder $1"
 }
 
 # op_stop stops a kq kernel, after `grace` tenths of a second for a
