@@ -120,16 +120,25 @@ func kqID(t *testing.T, dir string) string {
 // a test can cut.
 type netEnv struct {
 	*env
-	tp     *topology
-	server string // namespace
-	dev    string // the server's end of the link
+	tp         *topology
+	server     string // namespace
+	dev        string // the server's end of the link
+	clientDev  string // the client's (root namespace's) end of the link
+	clientAddr string // the client's address on the link
 }
 
 func newNetEnv(t *testing.T, extra profile) *netEnv {
+	return newNetEnvWith(t, extra, sshdtest.Options{})
+}
+
+// newNetEnvWith is newNetEnv with sshd options; Netns, ListenAddr and
+// Port are set here.
+func newNetEnvWith(t *testing.T, extra profile, opts sshdtest.Options) *netEnv {
 	tp := newTopology(t)
 	server := tp.host("server")
-	_, serverAddr := tp.link("", server)
-	srv := startSSHD(t, server, serverAddr)
+	clientAddr, serverAddr := tp.link("", server)
+	opts.Netns, opts.ListenAddr, opts.Port = server, serverAddr, 2222
+	srv := sshdtest.Start(t, opts)
 	e := newBareEnv(t)
 	e.srv = srv
 	cfg := e.writeTopologyConfig([]sshHost{{name: "server", srv: srv, key: srv.ClientKey}}, nil)
@@ -137,7 +146,8 @@ func newNetEnv(t *testing.T, extra profile) *netEnv {
 	must(t, err)
 	must(t, os.WriteFile(cfg, append(data, []byte("  ConnectTimeout 2\n")...), 0o600))
 	e.writeConfig(map[string]profile{"p": e.profileFor("server", cfg, profile{"keepalive": "500ms", "keepalive_count": 2}, extra)})
-	return &netEnv{env: e, tp: tp, server: server, dev: fmt.Sprintf("kq%s%db", tp.id, tp.links)}
+	return &netEnv{env: e, tp: tp, server: server, dev: fmt.Sprintf("kq%s%db", tp.id, tp.links),
+		clientDev: fmt.Sprintf("kq%s%da", tp.id, tp.links), clientAddr: clientAddr}
 }
 
 func (n *netEnv) cut()     { n.tp.ip("-n", n.server, "link", "set", n.dev, "down") }

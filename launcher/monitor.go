@@ -175,11 +175,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 		}
 		var rk *remoteKernel
 		if s.id != "" {
-			takeover := 0
-			if oldRK != nil {
-				takeover = oldRK.holderPID
-			}
-			rk, err = attachKernel(ctx, ch.host(), s.rt, s.id, takeover)
+			rk, err = attachKernel(ctx, ch.host(), s.rt, s.id)
 			if err != nil {
 				ch.Close()
 				if errors.Is(err, errKernelGone) {

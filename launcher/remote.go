@@ -111,13 +111,12 @@ var leadingAssignment = regexp.MustCompile(`^\s*[A-Za-z_][A-Za-z0-9_]*=`)
 
 // remoteVars are the variables a remote op reads.
 type remoteVars struct {
-	rt, id   string
-	linger   time.Duration
-	keep     bool
-	start    string // start_script, for op_start
-	path     string // for op_cat and op_rm
-	graceDS  int    // tenths of a second, for op_stop
-	takeover int    // a holder pid to end, for op_attach after a reconnect
+	rt, id  string
+	linger  time.Duration
+	keep    bool
+	start   string // start_script, for op_start
+	path    string // for op_cat and op_rm
+	graceDS int    // tenths of a second, for op_stop
 }
 
 // remoteCommand is the one command line kq runs on a host, for every op:
@@ -139,12 +138,8 @@ func remoteProgram(v remoteVars, op string) string {
 		keep = 1
 	}
 	linger := int(v.linger / time.Second)
-	takeover := ""
-	if v.takeover > 0 {
-		takeover = strconv.Itoa(v.takeover)
-	}
-	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%d\ntakeover=%s\n",
-		or(rt, "''"), shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), v.graceDS, or(takeover, "''"))
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%d\n",
+		or(rt, "''"), shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), v.graceDS)
 	b.WriteString(remoteLib)
 	// One line, so the shell has read all of the program before the op
 	// runs and reads kq's lines itself.
@@ -179,7 +174,6 @@ func shPath(p string) string {
 const (
 	tagFile     = "KQ-FILE "
 	tagPID      = "KQ-PID "
-	tagHolder   = "KQ-HOLDER "
 	tagError    = "KQ-ERROR "
 	tagLog      = "KQ-LOG "
 	tagBegin    = "KQ-JSON-BEGIN"
@@ -232,9 +226,6 @@ type remoteKernel struct {
 	Path string
 	// PID is the kernel's process (and process group) id on the host.
 	PID int
-	// holderPID is the server-side process of this hold, which a reconnect
-	// takes over.
-	holderPID int
 	// JSON is the connection file's content.
 	JSON []byte
 
@@ -381,10 +372,12 @@ func startKernel(ctx context.Context, client *ssh.Client, k KernelSpec) (*remote
 }
 
 // attachKernel holds a running kq kernel (id in runtime dir rt) for a new
-// session: a reconnect (which takes over the hold with pid takeover), or
-// kq attach (takeover 0).
-func attachKernel(ctx context.Context, client *ssh.Client, rt, id string, takeover int) (*remoteKernel, error) {
-	rk, err := openRemote(ctx, client, remoteVars{rt: rt, id: id, takeover: takeover}, "op_attach")
+// session: a reconnect, or kq attach. A reconnect leaves the lost
+// connection's server side alone: the kernel's ROUTER sockets hand the
+// frontend's identities over to the new connections (ROUTER_HANDOVER, set
+// by ipykernel since 4.8.1), and the old sshd goes once TCP gives up.
+func attachKernel(ctx context.Context, client *ssh.Client, rt, id string) (*remoteKernel, error) {
+	rk, err := openRemote(ctx, client, remoteVars{rt: rt, id: id}, "op_attach")
 	if err != nil {
 		return nil, err
 	}
@@ -464,8 +457,6 @@ func (rk *remoteKernel) readJSON(ctx context.Context) error {
 			rk.Path = strings.TrimPrefix(line, tagFile)
 		case strings.HasPrefix(line, tagPID):
 			rk.PID, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
-		case strings.HasPrefix(line, tagHolder):
-			rk.holderPID, _ = strconv.Atoi(strings.TrimPrefix(line, tagHolder))
 		case strings.HasPrefix(line, tagError):
 			failure = append(failure, redact(strings.TrimPrefix(line, tagError)))
 		case strings.HasPrefix(line, tagLog):

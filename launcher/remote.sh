@@ -1,7 +1,7 @@
 # kq's remote side: plain POSIX sh. kq runs the constant command
 # `exec /bin/sh -s` and sends, on that session's stdin, the settings (rt:
 # runtime dir, "" to ask the server; id; linger in seconds; keep 0/1;
-# start_script; path; grace; takeover), this text and one line that calls
+# start_script; path; grace), this text and one line that calls
 # an op_* function and exits. So no setting, no env: value and no key is
 # ever on a command line, and the user's login shell (bash, zsh, csh, fish)
 # only ever parses that constant command.
@@ -27,8 +27,8 @@
 #                      failed start reports the death itself, and keeps it
 #   kernel-kq-ID.wd    the watchdog's pid
 
-# kq sets rt, id, linger, keep, start_script, path, grace and takeover
-# before this text.
+# kq sets rt, id, linger, keep, start_script, path and grace before this
+# text.
 # shellcheck disable=SC2154
 
 # The kernel gets the login umask; kq's own files are private.
@@ -136,7 +136,6 @@ watchdog() {
 # session is gone. EOF on stdin ends the session, not the kernel.
 hold() {
   : > "$hold"
-  say "KQ-HOLDER $$"
   (
     while :; do
       # A dead kernel ends the whole session ($$ is the hold shell), even
@@ -227,27 +226,10 @@ op_start() {
 op_attach() {
   check_rt || exit 1
   if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
-  [ -n "$takeover" ] && take_over "$takeover"
   say "KQ-FILE $f"; say "KQ-PID $(pid)"
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
   extra=
   hold
-}
-
-# take_over ends the server side of a kq connection that kq has given up
-# (a reconnect after a cut link): the holder with pid $1 and the sshd
-# process serving that connection, which still keeps the kernel's sockets
-# open and so would keep the frontend's reconnected sockets from being
-# accepted under their old identities. Only a holder of this kernel, and
-# only its sshd parent, are ended.
-take_over() {
-  ps -o args= -p "$1" 2>/dev/null | grep -qF "$id" || return 0
-  pp=$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')
-  if [ -n "$pp" ] && [ "$(ps -o comm= -p "$pp" 2>/dev/null)" = sshd ]; then
-    kill "$pp" 2>/dev/null
-    j=0; while kill -0 "$pp" 2>/dev/null && [ $j -lt 30 ]; do sleep 0.1; j=$((j+1)); done
-  fi
-  kill "$1" 2>/dev/null
 }
 
 # op_stop stops a kq kernel, after `grace` tenths of a second for a

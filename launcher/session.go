@@ -405,7 +405,7 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 			return nil, "", err
 		}
 		if target.kqID != "" {
-			rk, err := attachKernel(ctx, ch.host(), target.rt, target.kqID, 0)
+			rk, err := attachKernel(ctx, ch.host(), target.rt, target.kqID)
 			if err != nil {
 				return nil, "", fmt.Errorf("attach to kernel %s on %s: %w", target.kqID, host.Alias, err)
 			}

@@ -73,6 +73,12 @@ type Options struct {
 	// ListenAddr is the address sshd listens on; default "127.0.0.1". Outside
 	// a namespace it must be in 127.0.0.0/8, so tests never leave the host.
 	ListenAddr string
+	// ExecName, when set, starts sshd through a symlink of that name in Dir
+	// (e.g. "sshd-session"). sshd re-executes itself for every connection
+	// from the path it was started from, so its per-connection processes
+	// carry that name, as those of OpenSSH 9.8 and later (a separate
+	// sshd-session binary) do.
+	ExecName string
 }
 
 // Server is one running sshd with its own host key, one client key authorised
@@ -198,6 +204,17 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 	})
 
+	exe := SSHDPath
+	if opts.ExecName != "" {
+		if strings.Contains(opts.ExecName, "/") {
+			t.Fatalf("sshdtest: ExecName %q is not a plain file name", opts.ExecName)
+		}
+		exe = filepath.Join(dir, opts.ExecName)
+		if err := os.Symlink(SSHDPath, exe); err != nil {
+			t.Fatalf("sshdtest: %v", err)
+		}
+	}
+
 	var lastErr error
 	for attempt := 1; attempt <= bindAttempts; attempt++ {
 		port, err := opts.Port, error(nil)
@@ -212,7 +229,7 @@ func Start(t testing.TB, opts Options) *Server {
 			checkConfig(t, configPath)
 		}
 		_ = os.Remove(pidFile)
-		err = s.launch(opts.Netns, configPath, pidFile)
+		err = s.launch(exe, opts.Netns, configPath, pidFile)
 		if err == nil {
 			s.Port = port
 			s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
@@ -240,18 +257,19 @@ func Start(t testing.TB, opts Options) *Server {
 // worth retrying with another port.
 var errBind = errors.New("sshd could not bind its port")
 
-// launch starts sshd and waits until it has written its PidFile, which it
-// does only once it listens. On success it sets s.PID and s.done.
-func (s *Server) launch(netns, configPath, pidFile string) error {
+// launch starts sshd from exe (SSHDPath or a symlink to it) and waits
+// until it has written its PidFile, which it does only once it listens. On
+// success it sets s.PID and s.done.
+func (s *Server) launch(exe, netns, configPath, pidFile string) error {
 	logf, err := os.OpenFile(s.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open sshd log: %w", err)
 	}
 	defer logf.Close() // the child has its own copy of the descriptor
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", configPath)
+	cmd := exec.Command(exe, "-D", "-e", "-f", configPath)
 	if netns != "" {
 		// ip netns exec execs sshd in place, so the PID is sshd's own.
-		cmd = exec.Command("/usr/sbin/ip", "netns", "exec", netns, SSHDPath, "-D", "-e", "-f", configPath)
+		cmd = exec.Command("/usr/sbin/ip", "netns", "exec", netns, exe, "-D", "-e", "-f", configPath)
 	}
 	// A file, not a pipe: per-connection sshd children inherit stderr and
 	// outlive the listener, and a pipe would make Wait block until they end.
@@ -263,7 +281,7 @@ func (s *Server) launch(netns, configPath, pidFile string) error {
 		Pdeathsig: syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec %s: %w", SSHDPath, err)
+		return fmt.Errorf("exec %s: %w", exe, err)
 	}
 	done := make(chan struct{})
 	var waitErr error
