@@ -49,3 +49,45 @@ func TestLinkDeadAtExit(t *testing.T) {
 	waitNoFiles(t, n.remoteRT, 10*time.Second)
 	n.assertClean([]int{pid}, rep.Ports)
 }
+
+// TestLinkDeadDuringStart: the link dies while the kernel is starting
+// (before the frontend, where kq does not reconnect): kq's keepalives run
+// from the dial on, so it gives up within the keepalive window with exit 1
+// and "link to server is dead", instead of waiting for ever; after the
+// link is restored the server's watchdog stops the kernel after linger
+// and removes its files.
+func TestLinkDeadDuringStart(t *testing.T) {
+	const (
+		linger   = 6 * time.Second
+		interval = 500 * time.Millisecond
+		count    = 2
+		slack    = 10 * time.Second
+	)
+	n := newNetEnv(t, profile{"linger": linger.String(), "kernel": "sleep 3; " + kernelCmd})
+	r := n.start([]string{"p"}, "KQ_TEST_WAIT=1")
+	waitKQFiles(t, n.remoteRT, 30*time.Second) // the remote side is starting it
+	n.cut()
+	code := r.wait(t, interval*(count+1)+slack)
+	stderr := r.stderr.String()
+	if code != 1 || !strings.Contains(stderr, "kq: error: link to server is dead") {
+		t.Fatalf("exit %d, want 1 and \"link to server is dead\"\n%s", code, stderr)
+	}
+	if c := strings.Count(stderr, "link to server is dead"); c != 1 {
+		t.Errorf("the dead link was reported %d times, want once\n%s", c, stderr)
+	}
+	n.restore()
+	waitNoFiles(t, n.remoteRT, linger+20*time.Second)
+	n.assertClean(nil, nil)
+}
+
+// waitKQFiles waits until the remote side has written a kq file in dir.
+func waitKQFiles(t *testing.T, dir string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(listKQFiles(dir)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no kq files in %s within %s", dir, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

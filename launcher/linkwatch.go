@@ -168,3 +168,28 @@ func (s *session) deadLinkFate() string {
 	}
 	return "the kernel is left as it was before kq attached"
 }
+
+// orDeadLink is err, or the dead link's error when the link died under
+// the step that returned it: a remote op cut short by the closed
+// connection may return nothing and no error.
+func (s *session) orDeadLink(err error) error {
+	if lerr := s.linkDied(); lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// linkDied is the dead link's error once the current connection's watch
+// has found it dead, else nil.
+func (s *session) linkDied() error {
+	w := s.link()
+	if w == nil {
+		return nil
+	}
+	select {
+	case <-w.dead:
+		return s.deadLinkError(w.err)
+	default:
+		return nil
+	}
+}

@@ -168,15 +168,20 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	go s.watchSignals(cancel, frontendStarted, sigDone)
 
 	defer func() {
+		// Before the frontend, what failed while the link was dying failed
+		// because of it (the watch closes the connection under every step).
+		if err != nil && !res.FrontendRan && context.Cause(ctx) != ErrInterrupted {
+			if lerr := s.linkDied(); lerr != nil {
+				s.linkEnded.Store(true) // said by the error: not again at the teardown
+				err = lerr
+			}
+		}
 		terr := s.unwind()
 		if terr != nil {
 			s.log.warn("cleanup: %v", terr)
 			if err == nil && !res.FrontendRan {
 				err = terr
 			}
-		}
-		if cause := context.Cause(ctx); err != nil && errors.Is(cause, errLinkDead) {
-			err = cause // what failed on the way failed because of it
 		}
 		if err != nil && context.Cause(ctx) == ErrInterrupted && !errors.Is(err, ErrInterrupted) {
 			err = withKind(ErrInterrupted, "", fmt.Errorf("interrupted: %w", err))
