@@ -1,12 +1,14 @@
 package launcher
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -40,8 +42,23 @@ type forwarder struct {
 	firstErr error
 	failed   chan struct{} // closed with the first failed forward
 	closed   bool
+	stop     chan struct{} // closed by close: ends the accept loops' backoff
 	wg       sync.WaitGroup
 }
+
+// Bounds of the forwarder's waits.
+const (
+	// channelOpenTimeout bounds one direct-tcpip open: x/crypto waits for
+	// the server's answer for ever, and a dead link never brings it.
+	channelOpenTimeout = 20 * time.Second
+	// relayWait bounds close's wait for the relays to end.
+	relayWait = 5 * time.Second
+	// acceptBackoffCap caps the pause after a temporary Accept error.
+	acceptBackoffCap = time.Second
+)
+
+// errRelaysStuck: close gave up waiting for relayed connections.
+var errRelaysStuck = errors.New("relayed connections did not end")
 
 // Target names a remote port to forward.
 type Target struct {
@@ -52,33 +69,87 @@ type Target struct {
 
 // listenForwards binds one listener per target and starts relaying.
 func listenForwards(d Dialer, targets []Target) (*forwarder, error) {
-	f := &forwarder{dialer: d, conns: map[net.Conn]struct{}{}, failed: make(chan struct{})}
+	var lns []net.Listener
 	for _, t := range targets {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			f.close()
+			for _, l := range lns {
+				l.Close()
+			}
 			return nil, withKind(ErrForward, "", fmt.Errorf("listen for %s: %w", t.Name, err))
 		}
-		f.listeners = append(f.listeners, ln)
+		lns = append(lns, ln)
+	}
+	return serveForwards(d, targets, lns), nil
+}
+
+// serveForwards relays each listener's connections to its target.
+func serveForwards(d Dialer, targets []Target, lns []net.Listener) *forwarder {
+	f := &forwarder{dialer: d, conns: map[net.Conn]struct{}{}, failed: make(chan struct{}),
+		stop: make(chan struct{}), listeners: lns}
+	for i, t := range targets {
 		f.forwards = append(f.forwards, Forward{
 			Name:   t.Name,
 			Remote: net.JoinHostPort(t.Host, strconv.Itoa(t.Port)),
-			Local:  ln.Addr().(*net.TCPAddr),
+			Local:  lns[i].Addr().(*net.TCPAddr),
 		})
 	}
 	for i, ln := range f.listeners {
 		f.wg.Add(1)
 		go f.serve(ln, f.forwards[i].Remote)
 	}
-	return f, nil
+	return f
+}
+
+// temporaryAccept lists the Accept errors that pass: out of file
+// descriptors or buffers for a moment, or a connection that went away
+// before it was accepted. A forward must outlive them, or one burst ends
+// it for the rest of the session.
+var temporaryAccept = []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+	syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO}
+
+func isTemporaryAccept(err error) bool {
+	for _, t := range temporaryAccept {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// accept waits for the next connection, retrying temporary errors with
+// capped backoff. It returns nil when the listener is closed (or another
+// error ends it; that one is recorded).
+func (f *forwarder) accept(ln net.Listener, remote string) net.Conn {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		switch {
+		case err == nil:
+			return c
+		case errors.Is(err, net.ErrClosed):
+			return nil
+		case !isTemporaryAccept(err):
+			f.noteErr(fmt.Errorf("accept for %s: %w", remote, err))
+			return nil
+		}
+		backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffCap)
+		t := time.NewTimer(backoff)
+		select {
+		case <-f.stop:
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 func (f *forwarder) serve(ln net.Listener, remote string) {
 	defer f.wg.Done()
 	for {
-		local, err := ln.Accept()
-		if err != nil {
-			return // listener closed
+		local := f.accept(ln, remote)
+		if local == nil {
+			return
 		}
 		if !f.track(local) {
 			local.Close()
@@ -202,6 +273,9 @@ func (f *forwarder) dialError() error {
 // the relays to finish.
 func (f *forwarder) close() error {
 	f.mu.Lock()
+	if !f.closed {
+		close(f.stop)
+	}
 	f.closed = true
 	var errs []error
 	for _, ln := range f.listeners {
@@ -213,26 +287,52 @@ func (f *forwarder) close() error {
 		c.Close()
 	}
 	f.mu.Unlock()
-	f.wg.Wait()
+	if !waitTimeout(&f.wg, relayWait) {
+		errs = append(errs, fmt.Errorf("%w in %s", errRelaysStuck, relayWait))
+	}
 	return errors.Join(errs...)
+}
+
+// waitTimeout waits for wg, at most d; it reports whether wg was done.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // probeForwarding asks the host to open a forward to a port that nothing
 // listens on. A host that forwards answers "connect failed"; one whose
 // sshd forbids forwarding answers "administratively prohibited", and then
 // kq stops before starting anything there.
-func probeForwarding(c *ssh.Client, name string) error {
-	conn, err := c.Dial("tcp", "127.0.0.1:1")
+func probeForwarding(ctx context.Context, c *ssh.Client, name string) error {
+	pctx, cancel := context.WithTimeout(ctx, channelOpenTimeout)
+	defer cancel()
+	conn, err := sshDialer{c}.dial(pctx, "127.0.0.1:1")
 	if err == nil {
 		conn.Close()
 		return nil
 	}
 	var oce *ssh.OpenChannelError
-	if errors.As(err, &oce) && oce.Reason == ssh.Prohibited {
+	switch {
+	case errors.As(err, &oce) && oce.Reason == ssh.Prohibited:
 		return withKind(ErrForward, "the host's sshd_config has AllowTcpForwarding no (or a PermitOpen list); kq needs local forwarding",
 			fmt.Errorf("%s forbids TCP forwarding: %w", name, err))
+	case errors.As(err, &oce): // refused: forwarding works
+		return nil
+	case ctx.Err() != nil:
+		return withKind(ErrInterrupted, "", fmt.Errorf("probe forwarding on %s: %w", name, context.Cause(ctx)))
 	}
-	return nil
+	return withKind(errConnect, "", fmt.Errorf("probe forwarding on %s: %w", name, err))
 }
 
 // sshDialer opens direct-tcpip channels itself, rather than through
@@ -250,7 +350,15 @@ type directTCPIP struct {
 	OrigPort uint32
 }
 
+// Dial opens a direct-tcpip channel to addr, giving the server
+// channelOpenTimeout to answer.
 func (d sshDialer) Dial(network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), channelOpenTimeout)
+	defer cancel()
+	return d.dial(ctx, addr)
+}
+
+func (d sshDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -259,7 +367,7 @@ func (d sshDialer) Dial(network, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("port %q: %w", portStr, err)
 	}
-	ch, reqs, err := d.c.OpenChannel("direct-tcpip", ssh.Marshal(&directTCPIP{
+	ch, reqs, err := openChannel(ctx, d.c, "direct-tcpip", ssh.Marshal(&directTCPIP{
 		Addr: host, Port: uint32(port), OrigAddr: "127.0.0.1", OrigPort: 0}))
 	if err != nil {
 		return nil, err
@@ -274,6 +382,33 @@ func (d sshDialer) Dial(network, addr string) (net.Conn, error) {
 		close(cc.closed)
 	}()
 	return cc, nil
+}
+
+// openChannel is OpenChannel bounded by ctx. A channel the server opens
+// after ctx ended is closed.
+func openChannel(ctx context.Context, c ssh.Conn, kind string, payload []byte) (ssh.Channel, <-chan *ssh.Request, error) {
+	type result struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ch, reqs, err := c.OpenChannel(kind, payload)
+		res <- result{ch, reqs, err}
+	}()
+	select {
+	case r := <-res:
+		return r.ch, r.reqs, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-res; r.err == nil {
+				go ssh.DiscardRequests(r.reqs)
+				r.ch.Close()
+			}
+		}()
+		return nil, nil, fmt.Errorf("open %s channel: %w", kind, context.Cause(ctx))
+	}
 }
 
 // channelConn is an SSH channel as a net.Conn that also says when the

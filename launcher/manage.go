@@ -77,7 +77,7 @@ func List(ctx context.Context, o Options) ([]KernelEntry, error) {
 
 func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
 	lines, err := runOp(ctx, m.client(), remoteVars{rt: m.s.o.Profile.RuntimeDir}, "op_list")
-	if err != nil {
+	if err = m.s.orDeadLink(err); err != nil {
 		return nil, fmt.Errorf("list kernels: %w", err)
 	}
 	var out []KernelEntry
@@ -293,7 +293,7 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 			grace = 30
 		}
 		lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID, graceDS: grace}, "op_stop")
-		if err != nil {
+		if err = m.s.orDeadLink(err); err != nil {
 			return err
 		}
 		if !slices.Contains(lines, tagStopped) && !slices.Contains(lines, tagGone) {
@@ -305,7 +305,7 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 		return withKind(ErrKernel, "kq can only signal kernels it started", errors.New("the kernel did not answer shutdown_request"))
 	}
 	_, err := runOp(ctx, m.client(), remoteVars{path: e.File}, "op_rm")
-	return err
+	return m.s.orDeadLink(err)
 }
 
 // withForward runs fn with a temporary local forward to one kernel port.
@@ -375,7 +375,7 @@ func kqOp(ctx context.Context, o Options, ref, op string, then func(*manager, Ke
 		return err
 	}
 	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, op)
-	if err != nil {
+	if err = m.s.orDeadLink(err); err != nil {
 		return err
 	}
 	return then(m, e, lines)

@@ -87,12 +87,9 @@ func keepalive(ctx context.Context, c *ssh.Client, interval time.Duration, count
 // reconnect that keeps the local ports; a reconnect that cannot succeed
 // ends the session with its reason.
 func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
-	interval, count := s.keepaliveSettings()
 	for {
-		ch, rk := s.current()
-		kctx, kcancel := context.WithCancel(ctx)
-		dead := make(chan error, 1)
-		go func() { dead <- keepalive(kctx, ch.host(), interval, count) }()
+		_, rk := s.current()
+		w := s.link()
 		var died, lost <-chan struct{}
 		if rk != nil {
 			died, lost = rk.died, rk.done
@@ -100,28 +97,25 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		var why error
 		select {
 		case <-ctx.Done():
-			kcancel()
 			return
 		case <-died:
-			kcancel()
 			cancel(errKernelDied)
 			return
-		case err := <-dead:
-			why = err
+		case <-w.dead:
+			why = w.err
 		case <-lost:
 			if rk.endedByDeath() {
-				kcancel()
 				cancel(errKernelDied)
 				return
 			}
 			why = errors.New("the server ended kq's session")
 		}
-		kcancel()
 		if ctx.Err() != nil {
 			return
 		}
 		if err := s.reconnect(ctx, why); err != nil {
 			if ctx.Err() == nil { // not merely told to stop
+				s.linkEnded.Store(true)
 				cancel(err)
 			}
 			return
@@ -175,7 +169,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 		}
 		var rk *remoteKernel
 		if s.id != "" {
-			rk, err = attachKernel(ctx, ch.host(), s.rt, s.id)
+			rk, err = s.reattach(ctx, ch)
 			if err != nil {
 				ch.Close()
 				if errors.Is(err, errKernelGone) {
@@ -185,14 +179,35 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 				continue
 			}
 		}
-		s.mu.Lock()
-		s.ch = ch
+		s.setChain(ch)
 		if rk != nil {
+			s.mu.Lock()
 			s.rk = rk
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
 		fw.setDialer(sshDialer{ch.host()})
 		s.log.always("reconnected to %s in %s", host.Alias, since(lost))
 		return nil
 	}
+}
+
+// reattachTimeout bounds taking hold of the kernel again on a fresh
+// connection, which may die as soon as it is made.
+const reattachTimeout = 30 * time.Second
+
+// reattach holds the kernel again over ch. The connection is closed if
+// that takes longer than reattachTimeout or ctx ends, which is what ends
+// every wait on it (opening the session among them).
+func (s *session) reattach(ctx context.Context, ch *chain) (*remoteKernel, error) {
+	actx, acancel := context.WithTimeout(ctx, reattachTimeout)
+	defer acancel()
+	stop := context.AfterFunc(actx, func() { ch.Close() })
+	rk, err := attachKernel(actx, ch.host(), s.rt, s.id)
+	if !stop() { // the connection was closed under it
+		if rk != nil {
+			rk.close()
+		}
+		return nil, fmt.Errorf("take hold of the kernel again: %w", context.Cause(actx))
+	}
+	return rk, err
 }

@@ -229,6 +229,8 @@ type remoteKernel struct {
 	// JSON is the connection file's content.
 	JSON []byte
 
+	waitErr   error // how the session ended; read after done is closed
+
 	mu        sync.Mutex
 	closed    bool
 	firstOnce sync.Once
@@ -269,7 +271,7 @@ func openRemote(ctx context.Context, client *ssh.Client, v remoteVars, op string
 	}
 	go rk.readLines(stdout)
 	go func() {
-		_ = sess.Wait()
+		rk.waitErr = sess.Wait()
 		close(rk.done)
 	}()
 	return rk, nil
@@ -642,6 +644,8 @@ func runOp(ctx context.Context, client *ssh.Client, v remoteVars, op string) ([]
 			return out, fmt.Errorf("%s: %w", op, context.Cause(ctx))
 		case !ok && failed != nil:
 			return out, failed
+		case !ok && rk.cutShort():
+			return out, fmt.Errorf("%s: the server's side ended before the op finished", op)
 		case !ok:
 			if s := strings.TrimSpace(rk.stderr.String()); s != "" && len(out) == 0 {
 				return out, fmt.Errorf("%s: %s", op, redact(lastLine(s)))
@@ -652,6 +656,18 @@ func runOp(ctx context.Context, client *ssh.Client, v remoteVars, op string) ([]
 		}
 		out = append(out, line)
 	}
+}
+
+// cutShort reports a session that ended without an exit status: the
+// connection or sshd went away in the middle of the op.
+func (rk *remoteKernel) cutShort() bool {
+	select {
+	case <-rk.done:
+	case <-time.After(2 * time.Second):
+		return true // output ended, but the session did not: it is stuck
+	}
+	var missing *ssh.ExitMissingError
+	return errors.As(rk.waitErr, &missing)
 }
 
 // lineQueue holds an op's output lines until they are read, without limit:

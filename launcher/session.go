@@ -16,6 +16,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,6 +80,7 @@ type Result struct {
 const (
 	readyTimeout    = 60 * time.Second
 	shutdownTimeout = 3 * time.Second
+	remoteOpTimeout = 20 * time.Second
 	frontendGrace   = 5 * time.Second
 )
 
@@ -98,8 +100,16 @@ type session struct {
 	ch            *chain
 	rk            *remoteKernel // nil for a kernel kq does not manage
 	fw            *forwarder
+	watch         *linkWatch // keepalives on ch, from its dial on
 	// rt and id locate a kq kernel's files on the host, for reconnects.
 	rt, id string
+
+	// linkEnded: the link's failure ended the session, with its own error.
+	linkEnded atomic.Bool
+	// endCheck asks the link once, at the teardown, whether it is dead;
+	// deadAtEnd is its answer.
+	endCheck  sync.Once
+	deadAtEnd bool
 }
 
 type step struct {
@@ -158,6 +168,14 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	go s.watchSignals(cancel, frontendStarted, sigDone)
 
 	defer func() {
+		// Before the frontend, what failed while the link was dying failed
+		// because of it (the watch closes the connection under every step).
+		if err != nil && !res.FrontendRan && context.Cause(ctx) != ErrInterrupted {
+			if lerr := s.linkDied(); lerr != nil {
+				s.linkEnded.Store(true) // said by the error: not again at the teardown
+				err = lerr
+			}
+		}
 		terr := s.unwind()
 		if terr != nil {
 			s.log.warn("cleanup: %v", terr)
@@ -174,8 +192,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	// Until the monitor takes over, a dead link ends the session.
+	stopEarly := s.endOnDeadLink(ctx, cancel)
+	s.push("stop watching the start", stopEarly)
 	ch, _ := s.current()
-	if err := probeForwarding(ch.host(), hopName(host, len(s.hops)-1, len(s.hops))); err != nil {
+	if err := probeForwarding(ctx, ch.host(), hopName(host, len(s.hops)-1, len(s.hops))); err != nil {
 		return res, err
 	}
 
@@ -207,7 +228,10 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	s.mu.Lock()
 	s.fw = fw
 	s.mu.Unlock()
-	s.push("close forwards", fw.close)
+	s.push("close forwards", func() error {
+		s.linkDeadAtEnd() // a dead link is closed first: relays on it end at once
+		return fw.close()
+	})
 	local := map[string]int{}
 	var shown []string
 	for _, f := range fw.forwards {
@@ -217,8 +241,8 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if s.ownsKernel() {
 		controlEndpoint := fmt.Sprintf("tcp://127.0.0.1:%d", local["control_port"])
 		s.push("shutdown_request", func() error {
-			if errors.Is(context.Cause(ctx), errKernelDied) {
-				return nil // nobody to ask
+			if errors.Is(context.Cause(ctx), errKernelDied) || s.linkDeadAtEnd() {
+				return nil // nobody to ask, or no way to ask
 			}
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
@@ -280,6 +304,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	// While the frontend runs: keepalives, reconnects, the kernel's death.
 	// The monitor stops before anything is torn down, so the teardown's own
 	// ending of the server session is not taken for a lost link.
+	stopEarly()
 	mctx, mcancel := context.WithCancel(ctx)
 	mdone := make(chan struct{})
 	go func() {
@@ -358,13 +383,8 @@ func (s *session) connect(ctx context.Context) (profiles.SSHSettings, error) {
 	if err != nil {
 		return host, err
 	}
-	s.mu.Lock()
-	s.ch = ch
-	s.mu.Unlock()
-	s.push("close ssh connections", func() error {
-		ch, _ := s.current()
-		return ch.Close()
-	})
+	s.setChain(ch)
+	s.push("close ssh connections", s.closeChain)
 	via := ""
 	if len(hops) > 1 {
 		var names []string
@@ -415,8 +435,13 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 			data, where = target.json, target.path
 			if s.ownsKernel() && target.path != "" {
 				s.push("remove connection file", func() error {
+					if s.linkDeadAtEnd() {
+						return nil
+					}
 					ch, _ := s.current()
-					_, err := runOp(context.Background(), ch.host(), remoteVars{path: target.path}, "op_rm")
+					octx, ocancel := context.WithTimeout(context.Background(), remoteOpTimeout)
+					defer ocancel()
+					_, err := runOp(octx, ch.host(), remoteVars{path: target.path}, "op_rm")
 					return err
 				})
 			}
@@ -452,6 +477,10 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 	case s.ownsKernel():
 		s.push("stop kernel", func() error {
 			_, rk := s.current()
+			if s.linkDeadAtEnd() {
+				rk.abandon()
+				return nil
+			}
 			if rk.hasDied() {
 				rk.close()
 				return nil
@@ -467,6 +496,10 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 	case s.o.Attach == nil && (s.o.Profile.Keep || s.o.Detach):
 		s.push("leave kernel running", func() error {
 			_, rk := s.current()
+			if s.linkDeadAtEnd() {
+				rk.abandon() // kept: the server leaves it up (its keep file)
+				return nil
+			}
 			err := rk.detach()
 			if !s.o.Detach {
 				s.log.always("kernel %s left running on %s: %s (pid %d); reattach with: kq attach %s %s; stop with: kq stop %s %s",
@@ -477,6 +510,10 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 	default:
 		s.push("release kernel", func() error {
 			_, rk := s.current()
+			if s.linkDeadAtEnd() {
+				rk.abandon()
+				return nil
+			}
 			return rk.release()
 		})
 	}
