@@ -39,7 +39,8 @@ const ConnectionFilePlaceholder = "{connection_file}"
 
 // Layer is one source of settings. A nil field is "not set here", so a later
 // layer only overrides what it actually names; that is what makes
-// defaults ← profile ← environment ← flags precedence a simple fold.
+// defaults ← profile ← environment ← flags precedence a simple fold. Each
+// field belongs to one row of Settings, which is how config fills it.
 type Layer struct {
 	Host       *string
 	Jump       *string
@@ -91,7 +92,8 @@ type Profile struct {
 	KeepaliveCount int
 }
 
-// Resolve folds layers in order (later wins) over the built-in defaults.
+// Resolve folds layers in order (later wins) over the built-in defaults,
+// setting by setting as the table says.
 func Resolve(name string, layers ...Layer) (Profile, error) {
 	p := Profile{
 		Name:     name,
@@ -101,39 +103,11 @@ func Resolve(name string, layers ...Layer) (Profile, error) {
 		Env:      map[string]string{},
 	}
 	for _, l := range layers {
-		setString(&p.Host, l.Host)
-		setString(&p.Jump, l.Jump)
-		setString(&p.SSHConfig, l.SSHConfig)
-		setString(&p.RuntimeDir, l.RuntimeDir)
-		setString(&p.Kernel, l.Kernel)
-		setString(&p.KernelIP, l.KernelIP)
-		setString(&p.Workdir, l.Workdir)
-		for k, v := range l.Env {
-			p.Env[k] = v
-		}
-		if l.Linger != nil {
-			p.Linger = *l.Linger
-		}
-		if l.Frontend != nil {
-			p.Frontend = append([]string(nil), l.Frontend...)
-		}
-		if l.Keep != nil {
-			p.Keep = *l.Keep
-		}
-		if l.Keepalive != nil {
-			p.Keepalive = *l.Keepalive
-		}
-		if l.KeepaliveCount != nil {
-			p.KeepaliveCount = *l.KeepaliveCount
+		for _, s := range Settings {
+			s.field.apply(&p, l)
 		}
 	}
 	return p, p.Validate()
-}
-
-func setString(dst *string, src *string) {
-	if src != nil {
-		*dst = *src
-	}
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
