@@ -12,6 +12,7 @@ import (
 
 // AttachOptions are what "kq attach PROFILE KERNEL" was asked to do.
 type AttachOptions struct {
+	// Factory is what all commands share.
 	Factory *Factory
 	// Profile names the profile.
 	Profile string

@@ -16,6 +16,7 @@ import (
 
 // LsOptions are what "kq ls PROFILE" was asked to do.
 type LsOptions struct {
+	// Factory is what all commands share.
 	Factory *Factory
 	// Profile names the profile.
 	Profile string
@@ -93,6 +94,7 @@ func printEntries(w io.Writer, entries []launcher.KernelEntry) error {
 
 // StopOptions are what "kq stop PROFILE" was asked to do.
 type StopOptions struct {
+	// Factory is what all commands share.
 	Factory *Factory
 	// Profile names the profile.
 	Profile string
@@ -143,6 +145,7 @@ var (
 
 // SignalOptions are what "kq interrupt" or "kq restart" was asked to do.
 type SignalOptions struct {
+	// Factory is what all commands share.
 	Factory *Factory
 	// Op is the command's name: "interrupt" or "restart".
 	Op string

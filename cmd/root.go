@@ -42,7 +42,10 @@ const (
 
 // IO is where a command reads and writes; Main uses the process's own.
 type IO struct {
-	In       io.Reader
+	// In is the frontend's stdin, and where "kq attach P -" reads JSON.
+	In io.Reader
+	// Out and Err are the frontend's stdout and stderr; kq's own lines go
+	// to Err.
 	Out, Err io.Writer
 	// InIsTerminal reports whether In is a terminal.
 	InIsTerminal bool
@@ -115,6 +118,7 @@ and stops the kernel and removes every file it made when the frontend exits.
 // (cli/cli's cmdutil.ExitError does the same). It is never printed.
 type exitError struct{ code int }
 
+// Error is for logs and tests; execute never prints it.
 func (e *exitError) Error() string { return fmt.Sprintf("frontend exited with code %d", e.code) }
 
 // frontendExit is a session's outcome as one error: the launcher's, or the
@@ -132,8 +136,11 @@ func frontendExit(res launcher.Result, err error) error {
 // usageErr marks a usage error so report gives it exit code 2.
 type usageErr struct{ msg, hint string }
 
+// Error is the usage problem.
 func (e *usageErr) Error() string { return e.msg }
-func (e *usageErr) Hint() string  { return e.hint }
+
+// Hint points at the command's --help.
+func (e *usageErr) Hint() string { return e.hint }
 
 func usageError(c *cobra.Command, msg string) error {
 	return &usageErr{msg: msg, hint: fmt.Sprintf("see '%s --help'", c.CommandPath())}

@@ -11,6 +11,7 @@ import (
 
 // RunOptions are what "kq run PROFILE" (and "kq PROFILE") was asked to do.
 type RunOptions struct {
+	// Factory is what all commands share.
 	Factory *Factory
 	// Profile names the profile.
 	Profile string

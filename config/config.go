@@ -49,6 +49,7 @@ type Error struct {
 	HintText string
 }
 
+// Error is the one-line message: "config FILE:LINE: KEY: what is wrong".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("config")
@@ -340,7 +341,10 @@ type valueError struct {
 	err       error
 }
 
+// Error says what was wanted and what was given.
 func (e *valueError) Error() string { return fmt.Sprintf("want %s, got %q", e.want, e.got) }
+
+// Unwrap returns the parser's error, if any.
 func (e *valueError) Unwrap() error { return e.err }
 
 func parseBool(s string) (bool, error) {

@@ -42,19 +42,31 @@ const ConnectionFilePlaceholder = "{connection_file}"
 // defaults ← profile ← environment ← flags precedence a simple fold. Each
 // field belongs to one row of Settings, which is how config fills it.
 type Layer struct {
-	Host       *string
-	Jump       *string
-	SSHConfig  *string
+	// Host is SettingHost; see Profile for what each setting means.
+	Host *string
+	// Jump is SettingJump.
+	Jump *string
+	// SSHConfig is SettingSSHConfig.
+	SSHConfig *string
+	// RuntimeDir is SettingRuntimeDir.
 	RuntimeDir *string
-	Kernel     *string
-	KernelIP   *string
-	Workdir    *string
-	Env        map[string]string
-	Linger     *time.Duration
-	Frontend   []string
-	Keep       *bool
-	// Keepalive and KeepaliveCount tune dead-link detection.
-	Keepalive      *time.Duration
+	// Kernel is SettingKernel.
+	Kernel *string
+	// KernelIP is SettingKernelIP.
+	KernelIP *string
+	// Workdir is SettingWorkdir.
+	Workdir *string
+	// Env is SettingEnv; its names merge across layers.
+	Env map[string]string
+	// Linger is SettingLinger.
+	Linger *time.Duration
+	// Frontend is SettingFrontend; nil is "not set here".
+	Frontend []string
+	// Keep is SettingKeep.
+	Keep *bool
+	// Keepalive is SettingKeepalive.
+	Keepalive *time.Duration
+	// KeepaliveCount is SettingKeepaliveCount.
 	KeepaliveCount *int
 }
 
@@ -88,7 +100,8 @@ type Profile struct {
 	// Keepalive is the interval of keepalive requests and KeepaliveCount
 	// how many may go unanswered before the link counts as dead; 0 means
 	// ssh config's ServerAliveInterval/CountMax, else the defaults.
-	Keepalive      time.Duration
+	Keepalive time.Duration
+	// KeepaliveCount: see Keepalive.
 	KeepaliveCount int
 }
 
@@ -174,7 +187,9 @@ func SplitCommand(s string) ([]string, error) {
 
 // HostSpec is the "[user@]host[:port]" form of a profile's host.
 type HostSpec struct {
+	// User is the login name, or "" for ssh_config's.
 	User string
+	// Host is a host name, an address or an ssh_config alias.
 	Host string
 	// Port is 0 when not given, so ssh_config may supply it.
 	Port int

@@ -33,6 +33,7 @@ const (
 	KindVars
 )
 
+// String names the kind, for messages.
 func (k Kind) String() string {
 	switch k {
 	case KindString:
