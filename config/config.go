@@ -9,6 +9,10 @@
 // would merge profiles whose names differ in case and, worse, turn
 // `env: {CUDA_VISIBLE_DEVICES: "0"}` into a variable named
 // cuda_visible_devices. Decoding nodes also gives each error a line number.
+//
+// Which keys, variables and flags exist, and what type each has, is not
+// written here: both the decoder and the override layer walk
+// profiles.Settings, so a setting added to that table is read everywhere.
 package config
 
 import (
