@@ -5,81 +5,67 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/kq-dev/kq/launcher"
+	"github.com/kq-dev/kq/profiles"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// launcherOptions resolves profile name and builds the launcher's options.
-func launcherOptions(c *cobra.Command, g *globalOptions, name string, stdio IO, sigs <-chan os.Signal) (launcher.Options, error) {
-	p, err := resolveProfile(c, g, name)
-	if err != nil {
-		return launcher.Options{}, err
-	}
-	return launcher.Options{
-		Profile:         p,
-		Stdin:           stdio.In,
-		Stdout:          stdio.Out,
-		Stderr:          stdio.Err,
-		StdinIsTerminal: stdio.InIsTerminal,
-		Quiet:           g.quiet,
-		Verbose:         g.verbose,
-		Signals:         sigs,
-	}, nil
+// LsOptions are what "kq ls PROFILE" was asked to do.
+type LsOptions struct {
+	// Factory is what all commands share.
+	Factory *Factory
+	// Profile names the profile.
+	Profile string
+	// JSON prints JSON instead of a table.
+	JSON bool
+	// Flags are the command's flags; config takes --jump and -F from them.
+	Flags *pflag.FlagSet
 }
 
-// shortOp resolves profile name and runs fn with a context that the first
-// signal cancels: the short commands (ls, stop, interrupt, restart) have no
-// frontend to hand Ctrl-C to.
-func shortOp(ctx context.Context, c *cobra.Command, g *globalOptions, name string, stdio IO, sigs <-chan os.Signal,
-	fn func(context.Context, launcher.Options) error) error {
-	o, err := launcherOptions(c, g, name, stdio, sigs)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-sigs:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return fn(ctx, o)
-}
-
-func newLsCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal) *cobra.Command {
+// NewCmdLs builds "kq ls". A non-nil runF gets the options instead of
+// running them.
+func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
+	opts := &LsOptions{Factory: f}
 	c := &cobra.Command{
 		Use:   "ls PROFILE",
 		Short: "List the kernels in the remote runtime dir (started by kq or not)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			var entries []launcher.KernelEntry
-			err := shortOp(ctx, c, g, args[0], stdio, sigs, func(ctx context.Context, o launcher.Options) (err error) {
-				entries, err = launcher.List(ctx, o)
-				return err
-			})
-			if err != nil {
-				return err
+			opts.Profile, opts.Flags = args[0], c.Flags()
+			if runF != nil {
+				return runF(opts)
 			}
-			if asJSON, _ := c.Flags().GetBool("json"); asJSON {
-				if entries == nil {
-					entries = []launcher.KernelEntry{}
-				}
-				enc := json.NewEncoder(stdio.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(entries)
-			}
-			return printEntries(stdio.Out, entries)
+			return runLs(opts)
 		},
 	}
-	c.Flags().Bool("json", false, "print JSON")
-	c.Flags().String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J`)
+	c.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	addSettingFlags(c.Flags(), profiles.SettingJump)
 	return c
+}
+
+// runLs lists the remote kernels, as a table or as JSON.
+func runLs(o *LsOptions) error {
+	var entries []launcher.KernelEntry
+	err := o.Factory.shortOp(o.Profile, o.Flags, func(ctx context.Context, lo launcher.Options) (err error) {
+		entries, err = launcher.List(ctx, lo)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !o.JSON {
+		return printEntries(o.Factory.IO.Out, entries)
+	}
+	if entries == nil {
+		entries = []launcher.KernelEntry{} // [] rather than null, for jq and friends
+	}
+	enc := json.NewEncoder(o.Factory.IO.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(entries)
 }
 
 func printEntries(w io.Writer, entries []launcher.KernelEntry) error {
@@ -106,83 +92,99 @@ func printEntries(w io.Writer, entries []launcher.KernelEntry) error {
 	return tw.Flush()
 }
 
-func newAttachCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) *cobra.Command {
-	c := &cobra.Command{
-		Use:   "attach PROFILE KERNEL|- [-- FRONTEND-ARGS]",
-		Short: "Open a session on an existing kernel (by id, file name or path; - reads %connect_info JSON from stdin)",
-		Args:  cobra.MinimumNArgs(2),
-		RunE: func(c *cobra.Command, args []string) error {
-			var extra []string
-			if dash := c.ArgsLenAtDash(); dash >= 0 {
-				args, extra = args[:dash], args[dash:]
-			}
-			if len(args) != 2 {
-				return usageError(c, "want PROFILE and KERNEL before '--'")
-			}
-			o, err := launcherOptions(c, g, args[0], stdio, sigs)
-			if err != nil {
-				return err
-			}
-			o.Profile.Frontend = append(o.Profile.Frontend, extra...)
-			a := &launcher.AttachTarget{Ref: args[1]}
-			a.IP, _ = c.Flags().GetString("ip")
-			a.StopOnExit, _ = c.Flags().GetBool("stop-on-exit")
-			if args[1] == "-" {
-				data, err := io.ReadAll(io.LimitReader(stdio.In, 1<<20))
-				if err != nil {
-					return fmt.Errorf("read connection JSON from stdin: %w", err)
-				}
-				a.JSON = data
-			}
-			o.Attach = a
-			res, err := launcher.Run(ctx, o)
-			if err != nil {
-				return err
-			}
-			*code = res.ExitCode
-			return nil
-		},
-	}
-	f := c.Flags()
-	f.String("ip", "", "address the kernel listens on, as seen from the host (default: its connection file's)")
-	f.Bool("stop-on-exit", false, "stop the kernel when the session ends (by default an attached kernel is left running)")
-	f.String("frontend", "", `frontend command for this run, split like a shell would ("{connection_file}" is replaced)`)
-	f.String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J`)
-	return c
+// StopOptions are what "kq stop PROFILE" was asked to do.
+type StopOptions struct {
+	// Factory is what all commands share.
+	Factory *Factory
+	// Profile names the profile.
+	Profile string
+	// Kernels name the kernels to stop.
+	Kernels []string
+	// AllKQ stops every kernel kq started in the remote runtime dir.
+	AllKQ bool
+	// Flags are the command's flags; config takes --jump and -F from them.
+	Flags *pflag.FlagSet
 }
 
-func newStopCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal) *cobra.Command {
+// NewCmdStop builds "kq stop". A non-nil runF gets the options instead of
+// running them.
+func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
+	opts := &StopOptions{Factory: f}
 	c := &cobra.Command{
 		Use:   "stop PROFILE [KERNEL...] [--all-kq]",
 		Short: "Shut kernels down gracefully (shutdown_request, then signals) and remove their files",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			all, _ := c.Flags().GetBool("all-kq")
-			if len(args) < 2 && !all {
+			if len(args) < 2 && !opts.AllKQ {
 				return usageError(c, "name the kernels to stop, or pass --all-kq")
 			}
-			return shortOp(ctx, c, g, args[0], stdio, sigs, func(ctx context.Context, o launcher.Options) error {
-				return launcher.Stop(ctx, o, args[1:], all)
+			opts.Profile, opts.Kernels, opts.Flags = args[0], args[1:], c.Flags()
+			if runF != nil {
+				return runF(opts)
+			}
+			return opts.Factory.shortOp(opts.Profile, opts.Flags, func(ctx context.Context, lo launcher.Options) error {
+				return launcher.Stop(ctx, lo, opts.Kernels, opts.AllKQ)
 			})
 		},
 	}
-	c.Flags().Bool("all-kq", false, "stop every kernel kq started in the remote runtime dir")
-	c.Flags().String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J`)
+	c.Flags().BoolVar(&opts.AllKQ, "all-kq", false, "stop every kernel kq started in the remote runtime dir")
+	addSettingFlags(c.Flags(), profiles.SettingJump)
 	return c
 }
 
-func newSignalCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, use, short string,
-	do func(context.Context, launcher.Options, string) error) *cobra.Command {
+// signalOp is one of the commands that act on one kernel kq started.
+type signalOp struct {
+	use, short string
+	send       func(context.Context, launcher.Options, string) error
+}
+
+var (
+	interruptOp = signalOp{"interrupt", "Send SIGINT to a kernel kq started (for frontends that cannot interrupt a remote kernel)", launcher.Interrupt}
+	restartOp   = signalOp{"restart", "Restart a kernel kq started, with the same key and ports", launcher.Restart}
+)
+
+// SignalOptions are what "kq interrupt" or "kq restart" was asked to do.
+type SignalOptions struct {
+	// Factory is what all commands share.
+	Factory *Factory
+	// Op is the command's name: "interrupt" or "restart".
+	Op string
+	// Profile names the profile.
+	Profile string
+	// Kernel names the kernel.
+	Kernel string
+	// Flags are the command's flags; config takes --jump and -F from them.
+	Flags *pflag.FlagSet
+}
+
+// NewCmdInterrupt builds "kq interrupt". A non-nil runF gets the options
+// instead of running them.
+func NewCmdInterrupt(f *Factory, runF func(*SignalOptions) error) *cobra.Command {
+	return newCmdSignal(f, interruptOp, runF)
+}
+
+// NewCmdRestart builds "kq restart". A non-nil runF gets the options
+// instead of running them.
+func NewCmdRestart(f *Factory, runF func(*SignalOptions) error) *cobra.Command {
+	return newCmdSignal(f, restartOp, runF)
+}
+
+func newCmdSignal(f *Factory, op signalOp, runF func(*SignalOptions) error) *cobra.Command {
+	opts := &SignalOptions{Factory: f, Op: op.use}
 	c := &cobra.Command{
-		Use:   use + " PROFILE KERNEL",
-		Short: short,
+		Use:   op.use + " PROFILE KERNEL",
+		Short: op.short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			return shortOp(ctx, c, g, args[0], stdio, sigs, func(ctx context.Context, o launcher.Options) error {
-				return do(ctx, o, args[1])
+			opts.Profile, opts.Kernel, opts.Flags = args[0], args[1], c.Flags()
+			if runF != nil {
+				return runF(opts)
+			}
+			return opts.Factory.shortOp(opts.Profile, opts.Flags, func(ctx context.Context, lo launcher.Options) error {
+				return op.send(ctx, lo, opts.Kernel)
 			})
 		},
 	}
-	c.Flags().String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J`)
+	addSettingFlags(c.Flags(), profiles.SettingJump)
 	return c
 }

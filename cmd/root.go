@@ -1,7 +1,11 @@
-// Package cmd is kq's command tree. It is thin on purpose: it parses flags
-// into an options struct, asks config for the resolved profile, calls the
-// launcher, and turns the outcome into messages, hints and an exit code.
-// It is the only package that imports cobra.
+// Package cmd is kq's command tree. It is thin on purpose: each command
+// parses its flags into an options struct and makes one call into the
+// launcher, and this file turns the outcome into messages, hints and an
+// exit code. It is the only package that imports cobra.
+//
+// Commands follow cli/cli's pkg/cmd layout: NewCmdX(f, runF) builds the
+// command, and a non-nil runF receives the parsed options instead of
+// running them, so tests can check parsing without a session.
 package cmd
 
 import (
@@ -36,17 +40,12 @@ const (
 	ExitInterrupted = 130
 )
 
-// globalOptions are the flags every command takes.
-type globalOptions struct {
-	configFile string
-	sshConfig  string
-	verbose    bool
-	quiet      bool
-}
-
 // IO is where a command reads and writes; Main uses the process's own.
 type IO struct {
-	In       io.Reader
+	// In is the frontend's stdin, and where "kq attach P -" reads JSON.
+	In io.Reader
+	// Out and Err are the frontend's stdout and stderr; kq's own lines go
+	// to Err.
 	Out, Err io.Writer
 	// InIsTerminal reports whether In is a terminal.
 	InIsTerminal bool
@@ -64,20 +63,31 @@ func Main(args []string) int {
 
 // Execute is Main with its environment passed in, for tests.
 func Execute(ctx context.Context, args []string, stdio IO, sigs <-chan os.Signal) int {
-	g := &globalOptions{}
-	code := ExitOK
-	root := newRootCmd(ctx, g, stdio, sigs, &code)
+	f := &Factory{Ctx: ctx, IO: stdio, Signals: sigs}
+	return execute(NewCmdRoot(f), args, stdio)
+}
+
+// execute runs root and maps its outcome to an exit code: a frontend's own
+// code passes through silently, any other error is reported.
+func execute(root *cobra.Command, args []string, stdio IO) int {
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
-	if err := root.Execute(); err != nil {
-		return report(stdio.Err, err)
+	err := root.Execute()
+	var ee *exitError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.code
 	}
-	return code
+	return report(stdio.Err, err)
 }
 
-func newRootCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) *cobra.Command {
+// NewCmdRoot builds the whole command tree. The root itself runs a session:
+// "kq PROFILE" is short for "kq run PROFILE".
+func NewCmdRoot(f *Factory) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kq PROFILE [-- FRONTEND-ARGS]",
 		Short: "A Jupyter kernel on a remote machine, in one command",
@@ -90,29 +100,47 @@ and stops the kernel and removes every file it made when the frontend exits.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
-		RunE:          runE(ctx, g, stdio, sigs, code),
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError(c, err.Error()) })
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.configFile, "config", "", "config file (default $XDG_CONFIG_HOME/kq/config.yaml; also KQ_CONFIG)")
-	pf.StringVarP(&g.sshConfig, "ssh-config", "F", "", "ssh config file to use instead of ~/.ssh/config (like ssh -F)")
-	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print more detail about each step")
-	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print nothing but errors")
-	addRunFlags(root)
-	root.AddCommand(newRunCmd(ctx, g, stdio, sigs, code),
-		newLsCmd(ctx, g, stdio, sigs),
-		newAttachCmd(ctx, g, stdio, sigs, code),
-		newStopCmd(ctx, g, stdio, sigs),
-		newSignalCmd(ctx, g, stdio, sigs, "interrupt", "Send SIGINT to a kernel kq started (for frontends that cannot interrupt a remote kernel)", launcher.Interrupt),
-		newSignalCmd(ctx, g, stdio, sigs, "restart", "Restart a kernel kq started, with the same key and ports", launcher.Restart))
+	pf.StringVar(&f.ConfigFile, "config", "", "config file (default $XDG_CONFIG_HOME/kq/config.yaml; also KQ_CONFIG)")
+	addSettingFlags(pf, profiles.SettingSSHConfig)
+	pf.BoolVarP(&f.Verbose, "verbose", "v", false, "print more detail about each step")
+	pf.BoolVarP(&f.Quiet, "quiet", "q", false, "print nothing but errors")
+	bindRun(root, f, nil)
+	root.AddCommand(NewCmdRun(f, nil), NewCmdLs(f, nil), NewCmdAttach(f, nil), NewCmdStop(f, nil),
+		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil))
 	return root
+}
+
+// exitError carries the frontend's exit code out of a command as an
+// ordinary error, so commands return one error instead of a code beside it
+// (cli/cli's cmdutil.ExitError does the same). It is never printed.
+type exitError struct{ code int }
+
+// Error is for logs and tests; execute never prints it.
+func (e *exitError) Error() string { return fmt.Sprintf("frontend exited with code %d", e.code) }
+
+// frontendExit is a session's outcome as one error: the launcher's, or the
+// frontend's non-zero exit code.
+func frontendExit(res launcher.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != ExitOK {
+		return &exitError{code: res.ExitCode}
+	}
+	return nil
 }
 
 // usageErr marks a usage error so report gives it exit code 2.
 type usageErr struct{ msg, hint string }
 
+// Error is the usage problem.
 func (e *usageErr) Error() string { return e.msg }
-func (e *usageErr) Hint() string  { return e.hint }
+
+// Hint points at the command's --help.
+func (e *usageErr) Hint() string { return e.hint }
 
 func usageError(c *cobra.Command, msg string) error {
 	return &usageErr{msg: msg, hint: fmt.Sprintf("see '%s --help'", c.CommandPath())}

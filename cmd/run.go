@@ -1,94 +1,82 @@
 package cmd
 
 import (
-	"context"
 	"fmt"
-	"os"
 
-	"github.com/kq-dev/kq/config"
 	"github.com/kq-dev/kq/launcher"
 	"github.com/kq-dev/kq/profiles"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// addRunFlags declares the flags of "kq run". They are read through
-// config.OverrideLayer (their names match config.Overrides), which is what
-// lets a flag that was set beat KQ_* and the file, and one that was not
-// leave them alone.
-func addRunFlags(c *cobra.Command) {
-	f := c.Flags()
-	f.String("frontend", "", `frontend command for this run, split like a shell would ("{connection_file}" is replaced)`)
-	f.String("kernel", "", "remote kernel command for this run (kq appends -f FILE)")
-	f.Bool("keep", false, "leave the kernel running when the session ends and print its connection file")
-	f.String("jump", "", `jump hosts "HOST[,HOST]" like ssh -J ("none": ignore ssh config's ProxyJump)`)
-	f.Bool("dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
-	f.Bool("detach", false, "start the kernel and leave it running without a frontend, until kq stop")
+// RunOptions are what "kq run PROFILE" (and "kq PROFILE") was asked to do.
+type RunOptions struct {
+	// Factory is what all commands share.
+	Factory *Factory
+	// Profile names the profile.
+	Profile string
+	// FrontendArgs are the words after "--", appended to the frontend's argv.
+	FrontendArgs []string
+	// DryRun prints the plan instead of connecting.
+	DryRun bool
+	// Detach leaves the kernel running without a frontend.
+	Detach bool
+	// Flags are the command's flags; config takes the setting flags that
+	// were set (--frontend, --kernel, --keep, --jump, -F) from them.
+	Flags *pflag.FlagSet
 }
 
-func newRunCmd(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) *cobra.Command {
+// NewCmdRun builds "kq run". A non-nil runF gets the options instead of
+// running them.
+func NewCmdRun(f *Factory, runF func(*RunOptions) error) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run PROFILE [-- FRONTEND-ARGS]",
 		Short: "Start a remote kernel and a local frontend for PROFILE",
 		Args:  cobra.ArbitraryArgs,
-		RunE:  runE(ctx, g, stdio, sigs, code),
 	}
-	addRunFlags(c)
+	bindRun(c, f, runF)
 	return c
 }
 
-// runE is what "kq PROFILE" and "kq run PROFILE" do.
-func runE(ctx context.Context, g *globalOptions, stdio IO, sigs <-chan os.Signal, code *int) func(*cobra.Command, []string) error {
-	return func(c *cobra.Command, args []string) error {
+// bindRun gives c the flags and the action of "kq run"; the root command
+// gets them too, which is what makes "kq PROFILE" mean "kq run PROFILE".
+func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
+	opts := &RunOptions{Factory: f}
+	fs := c.Flags()
+	addSettingFlags(fs, profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump)
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
+	fs.BoolVar(&opts.Detach, "detach", false, "start the kernel and leave it running without a frontend, until kq stop")
+	c.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return usageError(c, "missing PROFILE")
 		}
-		var err error
-		*code, err = runSession(ctx, c, g, args, stdio, sigs)
+		args, opts.FrontendArgs = splitAtDash(c, args)
+		if len(args) != 1 {
+			return usageError(c, "want exactly one PROFILE before '--'")
+		}
+		opts.Profile, opts.Flags = args[0], c.Flags()
+		if runF != nil {
+			return runF(opts)
+		}
+		return runRun(opts)
+	}
+}
+
+// runRun resolves the profile and runs the session, or prints its plan.
+func runRun(o *RunOptions) error {
+	lo, err := o.Factory.LauncherOptions(o.Profile, o.Flags)
+	if err != nil {
 		return err
 	}
-}
-
-// runSession resolves the profile named by args[0] and runs it. Words after
-// "--" are appended to the frontend's argv.
-func runSession(ctx context.Context, c *cobra.Command, g *globalOptions, args []string, stdio IO, sigs <-chan os.Signal) (int, error) {
-	var extra []string
-	if dash := c.ArgsLenAtDash(); dash >= 0 {
-		args, extra = args[:dash], args[dash:]
-	}
-	if len(args) != 1 {
-		return ExitUsage, usageError(c, "want exactly one PROFILE before '--'")
-	}
-	opts, err := launcherOptions(c, g, args[0], stdio, sigs)
-	if err != nil {
-		return ExitUsage, err
-	}
-	opts.Profile.Frontend = append(opts.Profile.Frontend, extra...)
-	opts.Detach, _ = c.Flags().GetBool("detach")
-	if dry, _ := c.Flags().GetBool("dry-run"); dry {
-		plan, err := launcher.Plan(ctx, opts)
+	lo.Profile.Frontend = append(lo.Profile.Frontend, o.FrontendArgs...)
+	lo.Detach = o.Detach
+	if o.DryRun {
+		plan, err := launcher.Plan(o.Factory.Ctx, lo)
 		if err != nil {
-			return exitCode(err), err
+			return err
 		}
-		fmt.Fprint(stdio.Out, plan)
-		return ExitOK, nil
+		_, err = fmt.Fprint(o.Factory.IO.Out, plan)
+		return err
 	}
-	res, err := launcher.Run(ctx, opts)
-	if err != nil {
-		return exitCode(err), err
-	}
-	return res.ExitCode, nil
-}
-
-// resolveProfile loads the config and resolves name under the environment
-// and the flags that were set.
-func resolveProfile(c *cobra.Command, g *globalOptions, name string) (profiles.Profile, error) {
-	path, explicit := config.Locate(g.configFile)
-	f, err := config.Load(path, explicit)
-	if err != nil {
-		return profiles.Profile{}, err
-	}
-	for _, w := range f.Warnings {
-		fmt.Fprintf(c.ErrOrStderr(), "kq: warning: %s\n", w)
-	}
-	return config.Resolve(f, name, c.Flags())
+	return frontendExit(launcher.Run(o.Factory.Ctx, lo))
 }

@@ -9,6 +9,10 @@
 // would merge profiles whose names differ in case and, worse, turn
 // `env: {CUDA_VISIBLE_DEVICES: "0"}` into a variable named
 // cuda_visible_devices. Decoding nodes also gives each error a line number.
+//
+// Which keys, variables and flags exist, and what type each has, is not
+// written here: both the decoder and the override layer walk
+// profiles.Settings, so a setting added to that table is read everywhere.
 package config
 
 import (
@@ -40,12 +44,16 @@ type Error struct {
 	Line int
 	// Key is the dotted path of the offending key, e.g. profiles."gpu".linger.
 	Key string
-	// Msg says what is wrong.
+	// Msg says what is wrong; when it is empty, Err's text says it.
 	Msg string
+	// Err is the cause, when there is one (a parse error, an os error, a
+	// profiles.ErrInvalid); errors.Is and errors.As reach it.
+	Err error
 	// HintText suggests a fix, when there is an obvious one.
 	HintText string
 }
 
+// Error is the one-line message: "config FILE:LINE: KEY: what is wrong".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("config")
@@ -58,12 +66,21 @@ func (e *Error) Error() string {
 	if e.Key != "" {
 		b.WriteString(": " + e.Key)
 	}
-	b.WriteString(": " + e.Msg)
+	msg := e.Msg
+	if msg == "" && e.Err != nil {
+		msg = e.Err.Error()
+	}
+	b.WriteString(": " + msg)
 	return b.String()
 }
 
-// Unwrap lets callers test errors.Is(err, ErrConfig).
-func (e *Error) Unwrap() error { return ErrConfig }
+// Unwrap lets callers test errors.Is(err, ErrConfig) and reach the cause.
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrConfig}
+	}
+	return []error{ErrConfig, e.Err}
+}
 
 // Hint returns a suggested fix, or "".
 func (e *Error) Hint() string { return e.HintText }
@@ -125,7 +142,7 @@ func Load(path string, explicit bool) (*File, error) {
 			f.Path = ""
 			return f, nil
 		}
-		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err)),
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err)), Err: err,
 			HintText: "pass an existing file with --config or KQ_CONFIG"}
 	}
 	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
@@ -134,51 +151,63 @@ func Load(path string, explicit bool) (*File, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &Error{File: path, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, &Error{File: path, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
 	}
 	if len(doc.Content) == 0 {
 		return f, nil // empty file
 	}
-	d := decoder{file: path}
-	root := doc.Content[0]
+	if err := (decoder{file: path}).top(doc.Content[0], f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// top decodes the top-level mapping into f.
+func (d decoder) top(root *yaml.Node, f *File) error {
 	if root.Kind != yaml.MappingNode {
-		return nil, d.errf(root, "", "the top level must be a mapping with defaults: and profiles:")
+		return d.errf(root, "", "the top level must be a mapping with defaults: and profiles:")
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
+		var err error
 		switch k.Value {
 		case "defaults":
-			l, err := d.layer(v, "defaults")
-			if err != nil {
-				return nil, err
-			}
-			f.Defaults = l
+			f.Defaults, err = d.layer(v, "defaults")
 		case "profiles":
-			if v.Kind != yaml.MappingNode {
-				if v.Tag == "!!null" {
-					continue
-				}
-				return nil, d.errf(v, "profiles", "want a mapping of profile names to profiles")
-			}
-			for j := 0; j+1 < len(v.Content); j += 2 {
-				name := v.Content[j].Value
-				if strings.TrimSpace(name) == "" {
-					return nil, d.errf(v.Content[j], "profiles", "empty profile name")
-				}
-				if _, dup := f.Profiles[name]; dup {
-					return nil, d.errf(v.Content[j], profileKey(name), "profile defined twice")
-				}
-				l, err := d.layer(v.Content[j+1], profileKey(name))
-				if err != nil {
-					return nil, err
-				}
-				f.Profiles[name] = l
-			}
+			err = d.profiles(v, f)
 		default:
-			return nil, d.errf(k, k.Value, "unknown key (known: defaults, profiles)")
+			err = d.errf(k, k.Value, "unknown key (known: defaults, profiles)")
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return f, nil
+	return nil
+}
+
+// profiles decodes profiles: into f.Profiles, names exactly as written.
+func (d decoder) profiles(v *yaml.Node, f *File) error {
+	if v.Kind != yaml.MappingNode {
+		if v.Tag == "!!null" {
+			return nil
+		}
+		return d.errf(v, "profiles", "want a mapping of profile names to profiles")
+	}
+	for j := 0; j+1 < len(v.Content); j += 2 {
+		name := v.Content[j].Value
+		if strings.TrimSpace(name) == "" {
+			return d.errf(v.Content[j], "profiles", "empty profile name")
+		}
+		if _, dup := f.Profiles[name]; dup {
+			return d.errf(v.Content[j], profileKey(name), "profile defined twice")
+		}
+		l, err := d.layer(v.Content[j+1], profileKey(name))
+		if err != nil {
+			return err
+		}
+		f.Profiles[name] = l
+	}
+	return nil
 }
 
 func profileKey(name string) string { return fmt.Sprintf("profiles.%q", name) }
@@ -219,103 +248,108 @@ func (f *File) Profile(name string) (profiles.Layer, error) {
 	return profiles.Layer{}, e
 }
 
-// Override names one setting that the environment or a flag may override.
-type Override struct {
-	// Key is the config key, also the suffix of its KQ_ variable.
-	Key string
-	// Flag is the kq run flag that sets it, or "".
-	Flag string
-}
-
-// Overrides are the settings that KQ_* variables and flags may override.
-var Overrides = []Override{
-	{Key: "host"}, {Key: "jump", Flag: "jump"}, {Key: "ssh_config", Flag: "ssh-config"},
-	{Key: "runtime_dir"}, {Key: "kernel", Flag: "kernel"}, {Key: "kernel_ip"},
-	{Key: "workdir"}, {Key: "linger"}, {Key: "frontend", Flag: "frontend"},
-	{Key: "keep", Flag: "keep"}, {Key: "keepalive"}, {Key: "keepalive_count"},
-}
-
-// OverrideLayer builds the environment-and-flags layer: a KQ_<KEY> variable
-// sets <key>, and a flag that was set on the command line beats both the
-// variable and the file. flags may be nil.
+// OverrideLayer builds the environment-and-flags layer from the settings
+// table: a setting's KQ_* variable sets it, and its flag, when flags has it
+// and it was set on the command line, beats both the variable and the file.
+// flags may be nil.
+//
+// Viper carries only this layer, keyed by the table's keys (lower case, no
+// "."), so its case folding and "." delimiter never meet a profile name.
 func OverrideLayer(flags *pflag.FlagSet) (profiles.Layer, error) {
 	v := viper.New()
-	v.SetEnvPrefix("KQ")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	for _, o := range Overrides {
-		if err := v.BindEnv(o.Key); err != nil {
-			return profiles.Layer{}, fmt.Errorf("bind KQ_%s: %w", strings.ToUpper(o.Key), err)
-		}
-		if o.Flag != "" && flags != nil {
-			if fl := flags.Lookup(o.Flag); fl != nil {
-				if err := v.BindPFlag(o.Key, fl); err != nil {
-					return profiles.Layer{}, fmt.Errorf("bind --%s: %w", o.Flag, err)
-				}
-			}
+	for _, s := range profiles.Settings {
+		if err := bind(v, s, flags); err != nil {
+			return profiles.Layer{}, err
 		}
 	}
 	var l profiles.Layer
-	for _, o := range Overrides {
-		if !v.IsSet(o.Key) {
+	for _, s := range profiles.Settings {
+		if !v.IsSet(s.Key) {
 			continue
 		}
-		where := "KQ_" + strings.ToUpper(o.Key)
-		if o.Flag != "" && flags != nil {
-			if fl := flags.Lookup(o.Flag); fl != nil && fl.Changed {
-				where = "--" + o.Flag
-			}
+		where := s.Env
+		if fl := lookupFlag(flags, s); fl != nil && fl.Changed {
+			where = "--" + s.Flag
 		}
-		bad := func(msg string) error { return &Error{Key: where, Msg: msg} }
-		s := v.GetString(o.Key)
-		switch o.Key {
-		case "host":
-			l.Host = &s
-		case "jump":
-			l.Jump = &s
-		case "ssh_config":
-			l.SSHConfig = &s
-		case "runtime_dir":
-			l.RuntimeDir = &s
-		case "kernel":
-			l.Kernel = &s
-		case "kernel_ip":
-			l.KernelIP = &s
-		case "workdir":
-			l.Workdir = &s
-		case "linger":
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return l, bad(fmt.Sprintf("want a duration like 5m or 30s, got %q", s))
-			}
-			l.Linger = &d
-		case "frontend":
-			words, err := profiles.SplitCommand(s)
-			if err != nil {
-				return l, bad(err.Error())
-			}
-			l.Frontend = words
-		case "keep":
-			b, err := parseBool(s)
-			if err != nil {
-				return l, bad(err.Error())
-			}
-			l.Keep = &b
-		case "keepalive":
-			d, err := time.ParseDuration(s)
-			if err != nil || d <= 0 {
-				return l, bad(fmt.Sprintf("want a duration like 5s, got %q", s))
-			}
-			l.Keepalive = &d
-		case "keepalive_count":
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				return l, bad(fmt.Sprintf("want a whole number of at least 1, got %q", s))
-			}
-			l.KeepaliveCount = &n
+		val, err := parseString(s.Kind, v.GetString(s.Key))
+		if err != nil {
+			return l, &Error{Key: where, Err: err}
+		}
+		if err := s.Set(&l, val); err != nil {
+			return l, &Error{Key: where, Err: err}
 		}
 	}
 	return l, nil
 }
+
+// bind tells v where s may come from: its variable and its flag.
+func bind(v *viper.Viper, s *profiles.Setting, flags *pflag.FlagSet) error {
+	if s.Env != "" {
+		if err := v.BindEnv(s.Key, s.Env); err != nil {
+			return fmt.Errorf("bind %s: %w", s.Env, err)
+		}
+	}
+	if fl := lookupFlag(flags, s); fl != nil {
+		if err := v.BindPFlag(s.Key, fl); err != nil {
+			return fmt.Errorf("bind --%s: %w", s.Flag, err)
+		}
+	}
+	return nil
+}
+
+// lookupFlag returns s's flag in flags, or nil when s has no flag or this
+// command does not take it.
+func lookupFlag(flags *pflag.FlagSet, s *profiles.Setting) *pflag.Flag {
+	if s.Flag == "" || flags == nil {
+		return nil
+	}
+	return flags.Lookup(s.Flag)
+}
+
+// parseString reads the string form (a KQ_* value or a flag) of a value of
+// kind k. The messages are the ones users got before the table existed.
+func parseString(k profiles.Kind, s string) (any, error) {
+	switch k {
+	case profiles.KindString:
+		return s, nil
+	case profiles.KindDuration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, &valueError{want: "a duration like 5m or 30s", got: s, err: err}
+		}
+		return d, nil
+	case profiles.KindInterval:
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return nil, &valueError{want: "a duration like 5s", got: s, err: err}
+		}
+		return d, nil
+	case profiles.KindBool:
+		return parseBool(s)
+	case profiles.KindCount:
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, &valueError{want: "a whole number of at least 1", got: s, err: err}
+		}
+		return n, nil
+	case profiles.KindCommand:
+		return profiles.SplitCommand(s)
+	}
+	return nil, fmt.Errorf("a setting of kind %s has no string form", k)
+}
+
+// valueError is a string that is not a value of the wanted kind; err is the
+// parser's own error, when there is one.
+type valueError struct {
+	want, got string
+	err       error
+}
+
+// Error says what was wanted and what was given.
+func (e *valueError) Error() string { return fmt.Sprintf("want %s, got %q", e.want, e.got) }
+
+// Unwrap returns the parser's error, if any.
+func (e *valueError) Unwrap() error { return e.err }
 
 func parseBool(s string) (bool, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
@@ -324,7 +358,7 @@ func parseBool(s string) (bool, error) {
 	case "0", "false", "no", "off", "":
 		return false, nil
 	}
-	return false, fmt.Errorf("want true or false, got %q", s)
+	return false, &valueError{want: "true or false", got: s}
 }
 
 // Resolve is the whole lookup: the named profile from f, under f's defaults,
@@ -340,7 +374,7 @@ func Resolve(f *File, name string, flags *pflag.FlagSet) (profiles.Profile, erro
 	}
 	p, err := profiles.Resolve(name, f.Defaults, l, ov)
 	if err != nil {
-		return p, &Error{File: f.Path, Msg: err.Error(),
+		return p, &Error{File: f.Path, Err: err,
 			HintText: "fix the profile in the config file, or override it with KQ_* or a flag"}
 	}
 	return p, nil

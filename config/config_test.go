@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kq-dev/kq/profiles"
 	"github.com/spf13/pflag"
 )
 
@@ -43,9 +44,11 @@ func writeConfig(t *testing.T, body string) string {
 // clearEnv makes sure a KQ_* variable of the developer's shell cannot leak
 // into a test.
 func clearEnv(t *testing.T) {
-	for _, o := range Overrides {
-		t.Setenv("KQ_"+strings.ToUpper(o.Key), "")
-		os.Unsetenv("KQ_" + strings.ToUpper(o.Key))
+	for _, s := range profiles.Settings {
+		if s.Env != "" {
+			t.Setenv(s.Env, "")
+			os.Unsetenv(s.Env)
+		}
 	}
 }
 

@@ -9,14 +9,16 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// profileKeys are the keys a profile (or defaults:) may hold.
-var profileKeys = []string{"host", "jump", "ssh_config", "runtime_dir", "kernel", "kernel_ip",
-	"workdir", "env", "linger", "frontend", "keep", "keepalive", "keepalive_count"}
-
 type decoder struct{ file string }
 
 func (d decoder) errf(n *yaml.Node, key, format string, args ...any) error {
-	return &Error{File: d.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)}
+	return d.wrapf(n, key, nil, format, args...)
+}
+
+// wrapf is errf that keeps err as the cause; an empty format says no more
+// than err does.
+func (d decoder) wrapf(n *yaml.Node, key string, err error, format string, args ...any) error {
+	return &Error{File: d.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
 // layer decodes one profile mapping; every key is checked by name and type
@@ -37,42 +39,38 @@ func (d decoder) layer(n *yaml.Node, path string) (profiles.Layer, error) {
 			return l, d.errf(k, key, "set twice")
 		}
 		seen[k.Value] = true
-		var err error
-		switch k.Value {
-		case "host":
-			l.Host, err = d.str(v, key)
-		case "jump":
-			l.Jump, err = d.str(v, key)
-		case "ssh_config":
-			l.SSHConfig, err = d.str(v, key)
-		case "runtime_dir":
-			l.RuntimeDir, err = d.str(v, key)
-		case "kernel":
-			l.Kernel, err = d.str(v, key)
-		case "kernel_ip":
-			l.KernelIP, err = d.str(v, key)
-		case "workdir":
-			l.Workdir, err = d.str(v, key)
-		case "env":
-			l.Env, err = d.env(v, key)
-		case "linger":
-			l.Linger, err = d.duration(v, key)
-		case "frontend":
-			l.Frontend, err = d.command(v, key)
-		case "keep":
-			l.Keep, err = d.boolean(v, key)
-		case "keepalive":
-			l.Keepalive, err = d.duration(v, key)
-		case "keepalive_count":
-			l.KeepaliveCount, err = d.count(v, key)
-		default:
-			err = d.errf(k, key, "unknown key (known: %s)", strings.Join(profileKeys, ", "))
+		s := profiles.Lookup(k.Value)
+		if s == nil {
+			return l, d.errf(k, key, "unknown key (known: %s)", strings.Join(profiles.Keys(), ", "))
 		}
+		val, err := d.value(s.Kind, v, key)
 		if err != nil {
 			return l, err
 		}
+		if err := s.Set(&l, val); err != nil {
+			return l, d.wrapf(k, key, err, "")
+		}
 	}
 	return l, nil
+}
+
+// value decodes n as a value of kind k.
+func (d decoder) value(k profiles.Kind, n *yaml.Node, key string) (any, error) {
+	switch k {
+	case profiles.KindString:
+		return d.str(n, key)
+	case profiles.KindDuration, profiles.KindInterval:
+		return d.duration(n, key)
+	case profiles.KindBool:
+		return d.boolean(n, key)
+	case profiles.KindCount:
+		return d.count(n, key)
+	case profiles.KindCommand:
+		return d.command(n, key)
+	case profiles.KindVars:
+		return d.env(n, key)
+	}
+	return nil, d.errf(n, key, "kq cannot decode a setting of kind %s", k)
 }
 
 func kindName(n *yaml.Node) string {
@@ -93,13 +91,12 @@ func kindName(n *yaml.Node) string {
 	return "a string"
 }
 
-func (d decoder) str(n *yaml.Node, key string) (*string, error) {
+func (d decoder) str(n *yaml.Node, key string) (string, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!bool" ||
 		n.Tag == "!!map" || n.Tag == "!!seq" {
-		return nil, d.errf(n, key, "want a string, got %s", kindName(n))
+		return "", d.errf(n, key, "want a string, got %s", kindName(n))
 	}
-	s := n.Value
-	return &s, nil
+	return n.Value, nil
 }
 
 func (d decoder) env(n *yaml.Node, key string) (map[string]string, error) {
@@ -117,26 +114,26 @@ func (d decoder) env(n *yaml.Node, key string) (map[string]string, error) {
 	return m, nil
 }
 
-func (d decoder) duration(n *yaml.Node, key string) (*time.Duration, error) {
+func (d decoder) duration(n *yaml.Node, key string) (time.Duration, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		return nil, d.errf(n, key, "want a duration like 5m or 30s, got %s", kindName(n))
+		return 0, d.errf(n, key, "want a duration like 5m or 30s, got %s", kindName(n))
 	}
 	t, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return nil, d.errf(n, key, "want a duration like 5m or 30s, got %q", n.Value)
+		return 0, d.wrapf(n, key, err, "want a duration like 5m or 30s, got %q", n.Value)
 	}
-	return &t, nil
+	return t, nil
 }
 
-func (d decoder) boolean(n *yaml.Node, key string) (*bool, error) {
+func (d decoder) boolean(n *yaml.Node, key string) (bool, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-		return nil, d.errf(n, key, "want true or false, got %s", kindName(n))
+		return false, d.errf(n, key, "want true or false, got %s", kindName(n))
 	}
 	var b bool
 	if err := n.Decode(&b); err != nil {
-		return nil, d.errf(n, key, "want true or false: %v", err)
+		return false, d.wrapf(n, key, err, "want true or false: %v", err)
 	}
-	return &b, nil
+	return b, nil
 }
 
 // command accepts a list of words or one string split as a shell would.
@@ -160,17 +157,17 @@ func (d decoder) command(n *yaml.Node, key string) ([]string, error) {
 		}
 		words, err := profiles.SplitCommand(n.Value)
 		if err != nil {
-			return nil, d.errf(n, key, "%v", err)
+			return nil, d.wrapf(n, key, err, "")
 		}
 		return words, nil
 	}
 	return nil, d.errf(n, key, "want a list of words or a command string, got %s", kindName(n))
 }
 
-func (d decoder) count(n *yaml.Node, key string) (*int, error) {
+func (d decoder) count(n *yaml.Node, key string) (int, error) {
 	var c int
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&c) != nil || c < 1 {
-		return nil, d.errf(n, key, "want a whole number of at least 1, got %s", kindName(n))
+		return 0, d.errf(n, key, "want a whole number of at least 1, got %s", kindName(n))
 	}
-	return &c, nil
+	return c, nil
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// Detach starts the kernel, says where it is, and returns without a
 	// frontend; the kernel stays until kq stop.
 	Detach bool
+	// Warn prints a warning, so the caller's one printer says it; nil
+	// prints "kq: warning: ..." on Stderr.
+	Warn func(format string, args ...any)
 }
 
 // AttachTarget names an existing kernel for kq attach.
@@ -178,7 +181,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		}
 		terr := s.unwind()
 		if terr != nil {
-			s.log.warn("cleanup: %v", terr)
+			s.warn("cleanup: %v", terr)
 			if err == nil && !res.FrontendRan {
 				err = terr
 			}
@@ -283,7 +286,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	if warning != "" {
-		s.log.warn("%s", warning)
+		s.warn("%s", warning)
 	}
 	s.push("remove local connection file", func() error { return ignoreNotExist(os.Remove(localPath)) })
 
@@ -667,6 +670,15 @@ func (r reporter) detail(format string, args ...any) {
 
 func (r reporter) always(format string, args ...any) {
 	fmt.Fprintf(r.w, "kq: "+format+"\n", args...)
+}
+
+// warn goes through Options.Warn when the caller gave one.
+func (s *session) warn(format string, args ...any) {
+	if s.o.Warn != nil {
+		s.o.Warn(format, args...)
+		return
+	}
+	s.log.warn(format, args...)
 }
 
 func (r reporter) warn(format string, args ...any) {

@@ -39,21 +39,34 @@ const ConnectionFilePlaceholder = "{connection_file}"
 
 // Layer is one source of settings. A nil field is "not set here", so a later
 // layer only overrides what it actually names; that is what makes
-// defaults ← profile ← environment ← flags precedence a simple fold.
+// defaults ← profile ← environment ← flags precedence a simple fold. Each
+// field belongs to one row of Settings, which is how config fills it.
 type Layer struct {
-	Host       *string
-	Jump       *string
-	SSHConfig  *string
+	// Host is SettingHost; see Profile for what each setting means.
+	Host *string
+	// Jump is SettingJump.
+	Jump *string
+	// SSHConfig is SettingSSHConfig.
+	SSHConfig *string
+	// RuntimeDir is SettingRuntimeDir.
 	RuntimeDir *string
-	Kernel     *string
-	KernelIP   *string
-	Workdir    *string
-	Env        map[string]string
-	Linger     *time.Duration
-	Frontend   []string
-	Keep       *bool
-	// Keepalive and KeepaliveCount tune dead-link detection.
-	Keepalive      *time.Duration
+	// Kernel is SettingKernel.
+	Kernel *string
+	// KernelIP is SettingKernelIP.
+	KernelIP *string
+	// Workdir is SettingWorkdir.
+	Workdir *string
+	// Env is SettingEnv; its names merge across layers.
+	Env map[string]string
+	// Linger is SettingLinger.
+	Linger *time.Duration
+	// Frontend is SettingFrontend; nil is "not set here".
+	Frontend []string
+	// Keep is SettingKeep.
+	Keep *bool
+	// Keepalive is SettingKeepalive.
+	Keepalive *time.Duration
+	// KeepaliveCount is SettingKeepaliveCount.
 	KeepaliveCount *int
 }
 
@@ -87,11 +100,13 @@ type Profile struct {
 	// Keepalive is the interval of keepalive requests and KeepaliveCount
 	// how many may go unanswered before the link counts as dead; 0 means
 	// ssh config's ServerAliveInterval/CountMax, else the defaults.
-	Keepalive      time.Duration
+	Keepalive time.Duration
+	// KeepaliveCount: see Keepalive.
 	KeepaliveCount int
 }
 
-// Resolve folds layers in order (later wins) over the built-in defaults.
+// Resolve folds layers in order (later wins) over the built-in defaults,
+// setting by setting as the table says.
 func Resolve(name string, layers ...Layer) (Profile, error) {
 	p := Profile{
 		Name:     name,
@@ -101,39 +116,11 @@ func Resolve(name string, layers ...Layer) (Profile, error) {
 		Env:      map[string]string{},
 	}
 	for _, l := range layers {
-		setString(&p.Host, l.Host)
-		setString(&p.Jump, l.Jump)
-		setString(&p.SSHConfig, l.SSHConfig)
-		setString(&p.RuntimeDir, l.RuntimeDir)
-		setString(&p.Kernel, l.Kernel)
-		setString(&p.KernelIP, l.KernelIP)
-		setString(&p.Workdir, l.Workdir)
-		for k, v := range l.Env {
-			p.Env[k] = v
-		}
-		if l.Linger != nil {
-			p.Linger = *l.Linger
-		}
-		if l.Frontend != nil {
-			p.Frontend = append([]string(nil), l.Frontend...)
-		}
-		if l.Keep != nil {
-			p.Keep = *l.Keep
-		}
-		if l.Keepalive != nil {
-			p.Keepalive = *l.Keepalive
-		}
-		if l.KeepaliveCount != nil {
-			p.KeepaliveCount = *l.KeepaliveCount
+		for _, s := range Settings {
+			s.field.apply(&p, l)
 		}
 	}
 	return p, p.Validate()
-}
-
-func setString(dst *string, src *string) {
-	if src != nil {
-		*dst = *src
-	}
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -200,7 +187,9 @@ func SplitCommand(s string) ([]string, error) {
 
 // HostSpec is the "[user@]host[:port]" form of a profile's host.
 type HostSpec struct {
+	// User is the login name, or "" for ssh_config's.
 	User string
+	// Host is a host name, an address or an ssh_config alias.
 	Host string
 	// Port is 0 when not given, so ssh_config may supply it.
 	Port int

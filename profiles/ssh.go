@@ -25,8 +25,10 @@ type SSHSettings struct {
 	Alias string
 	// HostName is the address actually dialled.
 	HostName string
-	User     string
-	Port     int
+	// User is the login name on the host.
+	User string
+	// Port is the TCP port dialled.
+	Port int
 	// IdentityFiles are tried in order; missing files are skipped.
 	IdentityFiles []string
 	// IdentitiesOnly limits agent keys to the configured identity files.
@@ -203,61 +205,109 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 	return s, sc.Err()
 }
 
+// fromParser is Resolve without ssh installed: the Go ssh_config parser,
+// with OpenSSH's defaults filled in where the file says nothing.
 func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, error) {
-	get := func(key string) (string, error) { return sshconfig.GetStrict(spec.Host, key) }
-	getAll := func(key string) ([]string, error) { return sshconfig.GetAllStrict(spec.Host, key) }
-	if configFile != "" {
-		f, err := os.Open(configFile)
-		if err != nil {
-			return SSHSettings{}, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
-		}
-		cfg, err := sshconfig.Decode(f)
-		f.Close()
-		if err != nil {
-			return SSHSettings{}, fmt.Errorf("%w: ssh config %s: %w", ErrInvalid, configFile, err)
-		}
-		get = func(key string) (string, error) {
-			v, err := cfg.Get(spec.Host, key)
-			if v == "" && err == nil {
-				v = sshconfig.Default(key)
-			}
-			return v, err
-		}
-		getAll = func(key string) ([]string, error) { return cfg.GetAll(spec.Host, key) }
-	}
-	var errs []error
-	str := func(key string) string {
-		v, err := get(key)
-		errs = append(errs, err)
-		return v
+	l, err := newSSHLookup(spec.Host, configFile)
+	if err != nil {
+		return SSHSettings{}, err
 	}
 	s := SSHSettings{Source: "ssh_config parser"}
-	s.HostName = str("HostName")
+	if err := r.parserAddress(&s, spec, l); err != nil {
+		return s, err
+	}
+	r.parserFiles(&s, l)
+	parserOptions(&s, l)
+	if err := errors.Join(l.errs...); err != nil {
+		return s, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
+	}
+	return s, nil
+}
+
+// sshLookup answers ssh_config questions about one host and collects the
+// parser's errors, so that one bad line is reported with the others.
+type sshLookup struct {
+	get    func(key string) (string, error)
+	getAll func(key string) ([]string, error)
+	errs   []error
+}
+
+// newSSHLookup reads configFile, or the user's ssh config when it is "".
+func newSSHLookup(host, configFile string) (*sshLookup, error) {
+	l := &sshLookup{
+		get:    func(key string) (string, error) { return sshconfig.GetStrict(host, key) },
+		getAll: func(key string) ([]string, error) { return sshconfig.GetAllStrict(host, key) },
+	}
+	if configFile == "" {
+		return l, nil
+	}
+	f, err := os.Open(configFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
+	}
+	cfg, err := sshconfig.Decode(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%w: ssh config %s: %w", ErrInvalid, configFile, err)
+	}
+	l.get = func(key string) (string, error) {
+		v, err := cfg.Get(host, key)
+		if v == "" && err == nil {
+			v = sshconfig.Default(key)
+		}
+		return v, err
+	}
+	l.getAll = func(key string) ([]string, error) { return cfg.GetAll(host, key) }
+	return l, nil
+}
+
+func (l *sshLookup) str(key string) string {
+	v, err := l.get(key)
+	l.errs = append(l.errs, err)
+	return v
+}
+
+func (l *sshLookup) all(key string) []string {
+	v, err := l.getAll(key)
+	l.errs = append(l.errs, err)
+	return v
+}
+
+func (l *sshLookup) yes(key string) bool { return strings.EqualFold(l.str(key), "yes") }
+
+// parserAddress fills host name, user and port; what the profile's host
+// says wins over ssh_config, as on ssh's command line.
+func (r SSHResolver) parserAddress(s *SSHSettings, spec HostSpec, l *sshLookup) error {
+	s.HostName = l.str("HostName")
 	if s.HostName == "" {
 		s.HostName = spec.Host
 	}
 	s.HostName = strings.ReplaceAll(s.HostName, "%h", spec.Host)
 	s.User = spec.User
-	if u := str("User"); s.User == "" {
+	if u := l.str("User"); s.User == "" {
 		s.User = u
 	}
 	if s.User == "" {
 		s.User = r.currentUser()
 	}
 	s.Port = spec.Port
-	if s.Port == 0 {
-		s.Port = 22
-		if p := str("Port"); p != "" {
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return s, fmt.Errorf("%w: ssh config: Port %q: %w", ErrInvalid, p, err)
-			}
-			s.Port = n
-		}
+	if s.Port != 0 {
+		return nil
 	}
-	ids, err := getAll("IdentityFile")
-	errs = append(errs, err)
-	for _, id := range ids {
+	s.Port = 22
+	if p := l.str("Port"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("%w: ssh config: Port %q: %w", ErrInvalid, p, err)
+		}
+		s.Port = n
+	}
+	return nil
+}
+
+// parserFiles fills identity and known_hosts files, with OpenSSH's defaults.
+func (r SSHResolver) parserFiles(s *SSHSettings, l *sshLookup) {
+	for _, id := range l.all("IdentityFile") {
 		s.IdentityFiles = append(s.IdentityFiles, r.expand(id))
 	}
 	if len(s.IdentityFiles) == 0 {
@@ -265,39 +315,39 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 			s.IdentityFiles = append(s.IdentityFiles, r.expand("~/.ssh/"+n))
 		}
 	}
-	s.IdentitiesOnly = strings.EqualFold(str("IdentitiesOnly"), "yes")
-	s.IdentityAgent = r.expand(str("IdentityAgent"))
-	s.UserKnownHostsFiles = r.expandList(str("UserKnownHostsFile"))
+	s.IdentitiesOnly = l.yes("IdentitiesOnly")
+	s.IdentityAgent = r.expand(l.str("IdentityAgent"))
+	s.UserKnownHostsFiles = r.expandList(l.str("UserKnownHostsFile"))
 	if len(s.UserKnownHostsFiles) == 0 {
 		s.UserKnownHostsFiles = []string{r.expand("~/.ssh/known_hosts"), r.expand("~/.ssh/known_hosts2")}
 	}
-	s.GlobalKnownHostsFiles = r.expandList(str("GlobalKnownHostsFile"))
+	s.GlobalKnownHostsFiles = r.expandList(l.str("GlobalKnownHostsFile"))
 	if len(s.GlobalKnownHostsFiles) == 0 && runtime.GOOS != "windows" {
 		s.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
 	}
-	s.StrictHostKeyChecking = normalizeStrict(str("StrictHostKeyChecking"))
-	if n, err := strconv.Atoi(str("ConnectTimeout")); err == nil {
+}
+
+// parserOptions fills the remaining options, with OpenSSH's defaults.
+func parserOptions(s *SSHSettings, l *sshLookup) {
+	s.StrictHostKeyChecking = normalizeStrict(l.str("StrictHostKeyChecking"))
+	if n, err := strconv.Atoi(l.str("ConnectTimeout")); err == nil {
 		s.ConnectTimeout = time.Duration(n) * time.Second
 	}
-	s.ProxyJump = str("ProxyJump")
-	s.BatchMode = strings.EqualFold(str("BatchMode"), "yes")
-	s.PasswordAuthentication = !strings.EqualFold(str("PasswordAuthentication"), "no")
-	s.KbdInteractiveAuthentication = !strings.EqualFold(str("KbdInteractiveAuthentication"), "no")
+	s.ProxyJump = l.str("ProxyJump")
+	s.BatchMode = l.yes("BatchMode")
+	s.PasswordAuthentication = !strings.EqualFold(l.str("PasswordAuthentication"), "no")
+	s.KbdInteractiveAuthentication = !strings.EqualFold(l.str("KbdInteractiveAuthentication"), "no")
 	s.NumberOfPasswordPrompts = 3
-	if n, err := strconv.Atoi(str("NumberOfPasswordPrompts")); err == nil {
+	if n, err := strconv.Atoi(l.str("NumberOfPasswordPrompts")); err == nil {
 		s.NumberOfPasswordPrompts = n
 	}
-	s.HashKnownHosts = strings.EqualFold(str("HashKnownHosts"), "yes")
-	if n, err := strconv.Atoi(str("ServerAliveInterval")); err == nil {
+	s.HashKnownHosts = l.yes("HashKnownHosts")
+	if n, err := strconv.Atoi(l.str("ServerAliveInterval")); err == nil {
 		s.ServerAliveInterval = time.Duration(n) * time.Second
 	}
-	if n, err := strconv.Atoi(str("ServerAliveCountMax")); err == nil {
+	if n, err := strconv.Atoi(l.str("ServerAliveCountMax")); err == nil {
 		s.ServerAliveCountMax = n
 	}
-	if err := errors.Join(errs...); err != nil {
-		return s, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
-	}
-	return s, nil
 }
 
 func normalizeStrict(v string) string {

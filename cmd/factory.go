@@ -1,0 +1,112 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/kq-dev/kq/config"
+	"github.com/kq-dev/kq/launcher"
+	"github.com/kq-dev/kq/profiles"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Factory is what every command shares (cli/cli's cmdutil.Factory): the
+// process's context, streams and signals, and the global flags.
+type Factory struct {
+	// Ctx is the context every launcher call runs under.
+	Ctx context.Context
+	// IO is the process's streams.
+	IO IO
+	// Signals delivers SIGINT, SIGTERM and SIGHUP.
+	Signals <-chan os.Signal
+	// ConfigFile is --config, or "".
+	ConfigFile string
+	// Verbose and Quiet are -v and -q.
+	Verbose, Quiet bool
+}
+
+// Warn is kq's one warning printer; the launcher's warnings come here too,
+// through launcher.Options.Warn.
+func (f *Factory) Warn(format string, args ...any) {
+	fmt.Fprintf(f.IO.Err, "kq: warning: "+format+"\n", args...)
+}
+
+// Profile loads the config and resolves the profile name under the
+// environment and those of flags that were set.
+func (f *Factory) Profile(name string, flags *pflag.FlagSet) (profiles.Profile, error) {
+	path, explicit := config.Locate(f.ConfigFile)
+	file, err := config.Load(path, explicit)
+	if err != nil {
+		return profiles.Profile{}, err
+	}
+	for _, w := range file.Warnings {
+		f.Warn("%s", w)
+	}
+	return config.Resolve(file, name, flags)
+}
+
+// LauncherOptions resolves the profile name and builds the launcher's
+// options around it.
+func (f *Factory) LauncherOptions(name string, flags *pflag.FlagSet) (launcher.Options, error) {
+	p, err := f.Profile(name, flags)
+	if err != nil {
+		return launcher.Options{}, err
+	}
+	return launcher.Options{
+		Profile:         p,
+		Stdin:           f.IO.In,
+		Stdout:          f.IO.Out,
+		Stderr:          f.IO.Err,
+		StdinIsTerminal: f.IO.InIsTerminal,
+		Quiet:           f.Quiet,
+		Verbose:         f.Verbose,
+		Signals:         f.Signals,
+		Warn:            f.Warn,
+	}, nil
+}
+
+// shortOp resolves the profile name and runs fn with a context that the
+// first signal cancels: the short commands (ls, stop, interrupt, restart)
+// have no frontend to hand Ctrl-C to.
+func (f *Factory) shortOp(name string, flags *pflag.FlagSet, fn func(context.Context, launcher.Options) error) error {
+	o, err := f.LauncherOptions(name, flags)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(f.Ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-f.Signals:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return fn(ctx, o)
+}
+
+// addSettingFlags declares the flags of settings, named, typed and
+// explained as the settings table says. Their values are read only by
+// config.OverrideLayer, from the flag set: that is what lets a flag that
+// was set beat KQ_* and the file, and one that was not leave them alone.
+func addSettingFlags(fs *pflag.FlagSet, settings ...*profiles.Setting) {
+	for _, s := range settings {
+		switch {
+		case s.Flag == "": // a setting without a flag; the tests name each command's flags
+		case s.Kind == profiles.KindBool:
+			fs.BoolP(s.Flag, s.Shorthand, false, s.Usage)
+		default:
+			fs.StringP(s.Flag, s.Shorthand, "", s.Usage)
+		}
+	}
+}
+
+// splitAtDash splits args at "--": the words after it go to the frontend.
+func splitAtDash(c *cobra.Command, args []string) (before, after []string) {
+	if dash := c.ArgsLenAtDash(); dash >= 0 {
+		return args[:dash], args[dash:]
+	}
+	return args, nil
+}
