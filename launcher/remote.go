@@ -229,7 +229,7 @@ type remoteKernel struct {
 	// JSON is the connection file's content.
 	JSON []byte
 
-	waitErr   error // how the session ended; read after done is closed
+	waitErr error // how the session ended; read after done is closed
 
 	mu        sync.Mutex
 	closed    bool
