@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kq-dev/kq/launcher/connfile"
@@ -80,8 +81,14 @@ func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
 	if err = m.s.orDeadLink(err); err != nil {
 		return nil, fmt.Errorf("list kernels: %w", err)
 	}
+	out := parseList(lines)
+	m.probeForeign(out)
+	return out, nil
+}
+
+// parseList reads op_list's output: an entry line, then its JSON block.
+func parseList(lines []string) []KernelEntry {
 	var out []KernelEntry
-	var cur *KernelEntry
 	var buf bytes.Buffer
 	for _, l := range lines {
 		switch {
@@ -98,31 +105,47 @@ func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
 				e.ID = strings.TrimPrefix(e.ID, "kq-")
 			}
 			out = append(out, e)
-			cur = &out[len(out)-1]
 			buf.Reset()
 		case l == tagBegin:
 			buf.Reset()
-		case l == tagEnd && cur != nil:
-			cur.json = append([]byte(nil), bytes.TrimSpace(buf.Bytes())...)
+		case l == tagEnd && len(out) > 0:
+			out[len(out)-1].json = append([]byte(nil), bytes.TrimSpace(buf.Bytes())...)
 		default:
 			buf.WriteString(l + "\n")
 		}
 	}
-	// Kernels kq did not start: alive if their heartbeat port accepts.
-	for i := range out {
-		e := &out[i]
-		if e.KQ {
+	return out
+}
+
+// probeParallel bounds how many heartbeat probes run at once: a crowded
+// runtime dir of kernels that silently drop packets costs seconds, not
+// minutes.
+const probeParallel = 16
+
+// probeForeign marks kernels kq did not start alive if their heartbeat
+// port accepts a connection, probing several at once.
+func (m *manager) probeForeign(entries []KernelEntry) {
+	sem := make(chan struct{}, probeParallel)
+	var wg sync.WaitGroup
+	for i := range entries {
+		e := &entries[i]
+		info, err := connfile.Parse(e.json)
+		if e.KQ || err != nil {
 			continue
 		}
-		if info, err := connfile.Parse(e.json); err == nil {
-			addr := net.JoinHostPort(forwardHost("auto", info.IP), strconv.Itoa(info.HBPort))
+		addr := net.JoinHostPort(forwardHost("auto", info.IP), strconv.Itoa(info.HBPort))
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
 			if c, err := dialTimeout(m.client(), addr, 5*time.Second); err == nil {
 				c.Close()
 				e.Alive = true
 			}
-		}
+		}()
 	}
-	return out, nil
+	wg.Wait()
 }
 
 // dialTimeout opens a forward through c, giving up after d.
