@@ -258,9 +258,6 @@ func classifyConnect(ctx context.Context, name string, err error) error {
 		fmt.Errorf("connect to %s: %w", name, err))
 }
 
-// errConnect marks a network failure before SSH spoke; it maps to the
-// generic error exit code.
-var errConnect = errors.New("connect failed")
 
 func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
