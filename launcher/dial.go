@@ -258,7 +258,6 @@ func classifyConnect(ctx context.Context, name string, err error) error {
 		fmt.Errorf("connect to %s: %w", name, err))
 }
 
-
 func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
 	switch {

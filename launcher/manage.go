@@ -8,41 +8,21 @@ import (
 	"fmt"
 	"net"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/kq-dev/kq/launcher/connfile"
+	"github.com/kq-dev/kq/launcher/remote"
 	"github.com/kq-dev/kq/launcher/wire"
 	"golang.org/x/crypto/ssh"
 )
 
 // KernelEntry is one kernel connection file in a host's runtime dir, as
-// kq ls shows it.
-type KernelEntry struct {
-	// ID is what kq commands accept for it: a kq kernel's uuid, or the
-	// file name without "kernel-" and ".json" for others.
-	ID string `json:"id"`
-	// File is the connection file's path on the host.
-	File string `json:"file"`
-	// AgeSeconds is the connection file's age.
-	AgeSeconds int `json:"age_seconds"`
-	// KQ says kq started it (and manages its lifetime).
-	KQ bool `json:"kq"`
-	// PID is a kq kernel's process id; 0 when unknown.
-	PID int `json:"pid,omitempty"`
-	// Alive is whether the kernel runs: its process for kq kernels, its
-	// heartbeat port accepting a connection for others.
-	Alive bool `json:"alive"`
-	// Held is whether a kq session holds it now.
-	Held bool `json:"held"`
-	// Kept is whether it stays up without any kq session (--keep, --detach).
-	Kept bool `json:"kept"`
-
-	json []byte
-}
+// kq ls shows it; Alive is filled in for kernels kq did not start by
+// probing their heartbeat port.
+type KernelEntry = remote.Entry
 
 // manager is a connection to a profile's host for the kernel-management
 // commands (ls, attach's lookup, stop, interrupt, restart).
@@ -77,45 +57,16 @@ func List(ctx context.Context, o Options) ([]KernelEntry, error) {
 }
 
 func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
-	lines, err := runOp(ctx, m.client(), remoteVars{rt: m.s.o.Profile.RuntimeDir}, "op_list")
+	out, err := remote.List(ctx, m.runner(), m.s.o.Profile.RuntimeDir)
 	if err = m.s.orDeadLink(err); err != nil {
 		return nil, fmt.Errorf("list kernels: %w", err)
 	}
-	out := parseList(lines)
 	m.probeForeign(out)
 	return out, nil
 }
 
-// parseList reads op_list's output: an entry line, then its JSON block.
-func parseList(lines []string) []KernelEntry {
-	var out []KernelEntry
-	var buf bytes.Buffer
-	for _, l := range lines {
-		switch {
-		case strings.HasPrefix(l, tagEntry):
-			f := strings.Split(strings.TrimPrefix(l, tagEntry), "|")
-			if len(f) != 7 {
-				continue
-			}
-			e := KernelEntry{File: f[0], KQ: f[2] == "yes", Alive: f[4] == "alive", Held: f[5] == "yes", Kept: f[6] == "yes"}
-			e.AgeSeconds, _ = strconv.Atoi(f[1])
-			e.PID, _ = strconv.Atoi(f[3])
-			e.ID = strings.TrimSuffix(strings.TrimPrefix(path.Base(e.File), "kernel-"), ".json")
-			if e.KQ {
-				e.ID = strings.TrimPrefix(e.ID, "kq-")
-			}
-			out = append(out, e)
-			buf.Reset()
-		case l == tagBegin:
-			buf.Reset()
-		case l == tagEnd && len(out) > 0:
-			out[len(out)-1].json = append([]byte(nil), bytes.TrimSpace(buf.Bytes())...)
-		default:
-			buf.WriteString(l + "\n")
-		}
-	}
-	return out
-}
+// runner runs remote ops on the manager's connection.
+func (m *manager) runner() remote.Runner { return remote.SSH{Client: m.client()} }
 
 // probeParallel bounds how many heartbeat probes run at once: a crowded
 // runtime dir of kernels that silently drop packets costs seconds, not
@@ -129,7 +80,7 @@ func (m *manager) probeForeign(entries []KernelEntry) {
 	var wg sync.WaitGroup
 	for i := range entries {
 		e := &entries[i]
-		info, err := connfile.Parse(e.json)
+		info, err := connfile.Parse(e.JSON)
 		if e.KQ || err != nil {
 			continue
 		}
@@ -186,30 +137,14 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 			}
 			return attachTarget{kqID: e.ID, rt: path.Dir(e.File)}, nil
 		}
-		return attachTarget{path: e.File, json: e.json}, nil
+		return attachTarget{path: e.File, json: e.JSON}, nil
 	}
 	if !strings.Contains(a.Ref, "/") {
 		return attachTarget{}, err
 	}
-	lines, cerr := runOp(ctx, c, remoteVars{path: a.Ref}, "op_cat")
-	var re *remoteError
-	if errors.As(cerr, &re) {
-		return attachTarget{}, withKind(ErrUsage, "", re)
-	}
-	if cerr != nil {
-		return attachTarget{}, cerr
-	}
-	var buf bytes.Buffer
-	in := false
-	for _, l := range lines {
-		switch {
-		case l == tagBegin:
-			in = true
-		case l == tagEnd:
-			in = false
-		case in:
-			buf.WriteString(l + "\n")
-		}
+	data, err := remote.Cat(ctx, remote.SSH{Client: c}, a.Ref)
+	if err != nil {
+		return attachTarget{}, err
 	}
 	// A kq kernel given by path is held like one given by id.
 	base := path.Base(a.Ref)
@@ -217,7 +152,7 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 		id := strings.TrimSuffix(strings.TrimPrefix(base, "kernel-kq-"), ".json")
 		return attachTarget{kqID: id, rt: path.Dir(a.Ref)}, nil
 	}
-	return attachTarget{path: a.Ref, json: bytes.TrimSpace(buf.Bytes())}, nil
+	return attachTarget{path: a.Ref, json: data}, nil
 }
 
 // findKernel matches ref against entries: a kq id or a unique prefix of
@@ -303,7 +238,7 @@ func Stop(ctx context.Context, o Options, refs []string, allKQ bool) error {
 
 func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 	acked := false
-	if info, err := connfile.Parse(e.json); err == nil && e.Alive {
+	if info, err := connfile.Parse(e.JSON); err == nil && e.Alive {
 		acked = m.withForward(info, info.ControlPort, func(endpoint string) error {
 			sctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 			defer cancel()
@@ -311,24 +246,16 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 		}) == nil
 	}
 	if e.KQ {
-		grace := 0
+		grace := time.Duration(0)
 		if acked {
-			grace = 30
+			grace = 3 * time.Second
 		}
-		lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID, graceDS: grace}, "op_stop")
-		if err = m.s.orDeadLink(err); err != nil {
-			return err
-		}
-		if !slices.Contains(lines, tagStopped) && !slices.Contains(lines, tagGone) {
-			return fmt.Errorf("no confirmation from the server: %q", lines)
-		}
-		return nil
+		return m.s.orDeadLink(remote.StopKernel(ctx, m.runner(), path.Dir(e.File), e.ID, grace))
 	}
 	if e.Alive && !acked {
 		return withKind(ErrKernel, "kq can only signal kernels it started", errors.New("the kernel did not answer shutdown_request"))
 	}
-	_, err := runOp(ctx, m.client(), remoteVars{path: e.File}, "op_rm")
-	return m.s.orDeadLink(err)
+	return m.s.orDeadLink(remote.Remove(ctx, m.runner(), e.File))
 }
 
 // withForward runs fn with a temporary local forward to one kernel port.
@@ -344,12 +271,15 @@ func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint st
 // Interrupt sends SIGINT to a kernel kq started, for frontends that cannot
 // interrupt a remote kernel themselves.
 func Interrupt(ctx context.Context, o Options, ref string) error {
-	return kqOp(ctx, o, ref, "op_interrupt", func(m *manager, e KernelEntry, lines []string) error {
-		if !slices.Contains(lines, tagDone) {
+	return kqOp(ctx, o, ref, func(m *manager, e KernelEntry) error {
+		err := m.s.orDeadLink(remote.Interrupt(ctx, m.runner(), path.Dir(e.File), e.ID))
+		if errors.Is(err, remote.ErrGone) {
 			return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
 		}
-		m.s.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
-		return nil
+		if err == nil {
+			m.s.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
+		}
+		return err
 	})
 }
 
@@ -357,17 +287,15 @@ func Interrupt(ctx context.Context, o Options, ref string) error {
 // connection file, so the key and the ports stay and an open session keeps
 // its local ports; kq waits until the new kernel answers.
 func Restart(ctx context.Context, o Options, ref string) error {
-	return kqOp(ctx, o, ref, "op_restart", func(m *manager, e KernelEntry, lines []string) error {
-		pid := 0
-		for _, l := range lines {
-			if strings.HasPrefix(l, tagPID) {
-				pid, _ = strconv.Atoi(strings.TrimPrefix(l, tagPID))
-			}
-		}
-		if pid == 0 {
+	return kqOp(ctx, o, ref, func(m *manager, e KernelEntry) error {
+		pid, err := remote.Restart(ctx, m.runner(), path.Dir(e.File), e.ID)
+		if err = m.s.orDeadLink(err); errors.Is(err, remote.ErrGone) {
 			return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
 		}
-		info, err := connfile.Parse(e.json)
+		if err != nil {
+			return err
+		}
+		info, err := connfile.Parse(e.JSON)
 		if err != nil {
 			return withKind(ErrKernel, "", err)
 		}
@@ -385,9 +313,8 @@ func Restart(ctx context.Context, o Options, ref string) error {
 	})
 }
 
-// kqOp runs one remote.sh op on the kq kernel ref names and hands its
-// output to then.
-func kqOp(ctx context.Context, o Options, ref, op string, then func(*manager, KernelEntry, []string) error) error {
+// kqOp finds the kq kernel ref names and hands it to then.
+func kqOp(ctx context.Context, o Options, ref string, then func(*manager, KernelEntry) error) error {
 	m, err := openManager(ctx, o)
 	if err != nil {
 		return err
@@ -397,11 +324,7 @@ func kqOp(ctx context.Context, o Options, ref, op string, then func(*manager, Ke
 	if err != nil {
 		return err
 	}
-	lines, err := runOp(ctx, m.client(), remoteVars{rt: path.Dir(e.File), id: e.ID}, op)
-	if err = m.s.orDeadLink(err); err != nil {
-		return err
-	}
-	return then(m, e, lines)
+	return then(m, e)
 }
 
 func (m *manager) kqKernel(ctx context.Context, ref string) (KernelEntry, error) {

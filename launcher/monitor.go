@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/kq-dev/kq/launcher/remote"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -92,7 +93,7 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		w := s.link()
 		var died, lost <-chan struct{}
 		if rk != nil {
-			died, lost = rk.died, rk.done
+			died, lost = rk.Died(), rk.Done()
 		}
 		var why error
 		select {
@@ -104,7 +105,7 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-w.dead:
 			why = w.err
 		case <-lost:
-			if rk.endedByDeath() {
+			if rk.EndedByDeath() {
 				cancel(errKernelDied)
 				return
 			}
@@ -138,7 +139,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 	s.mu.Unlock()
 	fw.dropConnections()
 	if oldRK != nil {
-		go oldRK.close() // its session is dead; do not wait for it
+		go oldRK.Close() // its session is dead; do not wait for it
 	}
 	backoff := reconnectFirst
 	limit := s.o.Profile.Linger
@@ -167,12 +168,12 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 			s.log.detail("reconnect attempt %d: %v", attempt, err)
 			continue
 		}
-		var rk *remoteKernel
+		var rk *remote.Hold
 		if s.id != "" {
 			rk, err = s.reattach(ctx, ch)
 			if err != nil {
 				ch.Close()
-				if errors.Is(err, errKernelGone) {
+				if errors.Is(err, remote.ErrGone) {
 					return withKind(ErrKernel, "", fmt.Errorf("reconnected to %s after %s, but the kernel is gone", host.Alias, since(lost)))
 				}
 				s.log.detail("reconnect attempt %d: %v", attempt, err)
@@ -198,14 +199,14 @@ const reattachTimeout = 30 * time.Second
 // reattach holds the kernel again over ch. The connection is closed if
 // that takes longer than reattachTimeout or ctx ends, which is what ends
 // every wait on it (opening the session among them).
-func (s *session) reattach(ctx context.Context, ch *chain) (*remoteKernel, error) {
+func (s *session) reattach(ctx context.Context, ch *chain) (*remote.Hold, error) {
 	actx, acancel := context.WithTimeout(ctx, reattachTimeout)
 	defer acancel()
 	stop := context.AfterFunc(actx, func() { ch.Close() })
-	rk, err := attachKernel(actx, ch.host(), s.rt, s.id)
+	rk, err := remote.Attach(actx, remote.SSH{Client: ch.host()}, s.rt, s.id)
 	if !stop() { // the connection was closed under it
 		if rk != nil {
-			rk.close()
+			rk.Close()
 		}
 		return nil, fmt.Errorf("take hold of the kernel again: %w", context.Cause(actx))
 	}

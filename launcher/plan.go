@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/kq-dev/kq/launcher/remote"
 )
 
 // Plan writes what Run would do with o, without connecting anywhere: each
@@ -40,14 +42,14 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	if rt == "" {
 		rt = "$(jupyter --runtime-dir), else ~/.local/share/jupyter/runtime"
 	}
-	w("remote command on %s: %s, with this program on its stdin (nothing on a command line):", host.Alias, remoteCommand)
+	w("remote command on %s: %s, with this program on its stdin (nothing on a command line):", host.Alias, remote.Command)
 	w("    the kernel's start script, RUNTIME/kernel-kq-<uuid>.cmd (mode 0600; the kernel runs in its own process group, under the login umask):")
 	shown := spec // env: values may be secrets: never printed
 	shown.Env = map[string]string{}
 	for k := range spec.Env {
 		shown.Env[k] = "<value from env:>"
 	}
-	for _, l := range strings.Split(shown.startScript(), "\n") {
+	for _, l := range strings.Split(shown.StartScript(), "\n") {
 		w("      %s", l)
 	}
 	w("    with $1 = RUNTIME/kernel-kq-<uuid>.json")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/kq-dev/kq/launcher/connfile"
+	"github.com/kq-dev/kq/launcher/remote"
 	"github.com/kq-dev/kq/launcher/wire"
 	"github.com/kq-dev/kq/profiles"
 	"golang.org/x/crypto/ssh"
@@ -101,7 +102,7 @@ type session struct {
 	mu            sync.Mutex
 	shutdownAcked bool
 	ch            *chain
-	rk            *remoteKernel // nil for a kernel kq does not manage
+	rk            *remote.Hold // nil for a kernel kq does not manage
 	fw            *forwarder
 	watch         *linkWatch // keepalives on ch, from its dial on
 	// rt and id locate a kq kernel's files on the host, for reconnects.
@@ -139,7 +140,7 @@ func (s *session) unwind() error {
 }
 
 // current returns the live connection and hold, which a reconnect swaps.
-func (s *session) current() (*chain, *remoteKernel) {
+func (s *session) current() (*chain, *remote.Hold) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ch, s.rk
@@ -428,7 +429,7 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 			return nil, "", err
 		}
 		if target.kqID != "" {
-			rk, err := attachKernel(ctx, ch.host(), target.rt, target.kqID)
+			rk, err := remote.Attach(ctx, remote.SSH{Client: ch.host()}, target.rt, target.kqID)
 			if err != nil {
 				return nil, "", fmt.Errorf("attach to kernel %s on %s: %w", target.kqID, host.Alias, err)
 			}
@@ -444,15 +445,14 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 					ch, _ := s.current()
 					octx, ocancel := context.WithTimeout(context.Background(), remoteOpTimeout)
 					defer ocancel()
-					_, err := runOp(octx, ch.host(), remoteVars{path: target.path}, "op_rm")
-					return err
+					return remote.Remove(octx, remote.SSH{Client: ch.host()}, target.path)
 				})
 			}
 		}
 	} else {
 		spec := newKernelSpec(p, uuid.NewString())
 		spec.Keep = spec.Keep || s.o.Detach
-		rk, err := startKernel(ctx, ch.host(), spec)
+		rk, err := remote.Start(ctx, remote.SSH{Client: ch.host()}, spec)
 		if err != nil {
 			return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
 		}
@@ -472,7 +472,7 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 
 // hold records the session's hold on a kq kernel and how it ends: stopped
 // (a kernel this session owns), detached (kept), or released.
-func (s *session) hold(rk *remoteKernel, rt, id string) {
+func (s *session) hold(rk *remote.Hold, rt, id string) {
 	s.mu.Lock()
 	s.rk, s.rt, s.id = rk, rt, id
 	s.mu.Unlock()
@@ -481,29 +481,26 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 		s.push("stop kernel", func() error {
 			_, rk := s.current()
 			if s.linkDeadAtEnd() {
-				rk.abandon()
+				rk.Abandon()
 				return nil
 			}
-			if rk.hasDied() {
-				rk.close()
+			if rk.HasDied() {
+				rk.Close()
 				return nil
 			}
 			s.mu.Lock()
 			acked := s.shutdownAcked
 			s.mu.Unlock()
-			if acked {
-				return rk.stop()
-			}
-			return rk.kill()
+			return rk.Stop(context.Background(), acked)
 		})
 	case s.o.Attach == nil && (s.o.Profile.Keep || s.o.Detach):
 		s.push("leave kernel running", func() error {
 			_, rk := s.current()
 			if s.linkDeadAtEnd() {
-				rk.abandon() // kept: the server leaves it up (its keep file)
+				rk.Abandon() // kept: the server leaves it up (its keep file)
 				return nil
 			}
-			err := rk.detach()
+			err := rk.Detach(context.Background())
 			if !s.o.Detach {
 				s.log.always("kernel %s left running on %s: %s (pid %d); reattach with: kq attach %s %s; stop with: kq stop %s %s",
 					s.id, s.hops[len(s.hops)-1].Alias, rk.Path, rk.PID, s.o.Profile.Name, s.id, s.o.Profile.Name, s.id)
@@ -514,10 +511,10 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 		s.push("release kernel", func() error {
 			_, rk := s.current()
 			if s.linkDeadAtEnd() {
-				rk.abandon()
+				rk.Abandon()
 				return nil
 			}
-			return rk.release()
+			return rk.Release(context.Background())
 		})
 	}
 }
@@ -525,12 +522,12 @@ func (s *session) hold(rk *remoteKernel, rt, id string) {
 // readyCheck sends a signed kernel_info_request through the tunnel and
 // explains a failure by what else is known: a refused forward, a kernel
 // that exited, or a kernel that is up but silent.
-func (s *session) readyCheck(ctx context.Context, rk *remoteKernel, fw *forwarder, shellPort int, key []byte, host string) error {
+func (s *session) readyCheck(ctx context.Context, rk *remote.Hold, fw *forwarder, shellPort int, key []byte, host string) error {
 	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
 	defer rcancel()
 	var ended <-chan struct{} // a kq kernel that dies ends the wait at once
 	if rk != nil {
-		ended = rk.died
+		ended = rk.Died()
 	}
 	go func() { // so does a forward the server could not open
 		select {

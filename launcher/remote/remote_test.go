@@ -1,6 +1,6 @@
 //go:build unix
 
-package launcher
+package remote
 
 import (
 	"bufio"
@@ -45,7 +45,7 @@ type remoteRun struct {
 	pids  []int // kernel pids seen, killed at the end
 }
 
-func runRemote(t *testing.T, shell string, v remoteVars, op string, env ...string) *remoteRun {
+func runRemote(t *testing.T, shell string, v vars, op string, env ...string) *remoteRun {
 	t.Helper()
 	r := &remoteRun{t: t, cmd: exec.Command(shell, "-s"), lines: make(chan string, 10000)}
 	r.cmd.Env = append(os.Environ(), env...)
@@ -64,7 +64,7 @@ func runRemote(t *testing.T, shell string, v remoteVars, op string, env ...strin
 		}
 		close(r.lines)
 	}()
-	_, err = io.WriteString(r.stdin, remoteProgram(v, op))
+	_, err = io.WriteString(r.stdin, program(v, op))
 	must(t, err)
 	t.Cleanup(func() {
 		r.stdin.Close()
@@ -182,7 +182,7 @@ func TestRemoteStart(t *testing.T) {
 			spec := KernelSpec{Command: kernel, RuntimeDir: rt, Workdir: work,
 				Env: map[string]string{"KQ_V": `a'b"c $(x) \n`}, ID: "test-id", Linger: time.Minute}
 			old := syscall.Umask(0o022)
-			r := runRemote(t, sh, remoteVars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+			r := runRemote(t, sh, vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 			syscall.Umask(old)
 			all := strings.Join(r.until(tagEnd), "\n")
 			base := filepath.Join(rt, "kernel-kq-test-id")
@@ -223,7 +223,7 @@ func TestRemoteWorkdirIsData(t *testing.T) {
 			kernel := fakeKernel(t, `printf '{"pwd": "%s", "shell_port": 1}\n' "$(pwd)" > "$file"`)
 			spec := KernelSpec{Command: kernel, RuntimeDir: filepath.Join(dir, "rt"), ID: "wd",
 				Workdir: "/nonexistent/$(touch " + marker + ")`touch " + marker + "`", Linger: time.Minute}
-			r := runRemote(t, sh, remoteVars{rt: spec.RuntimeDir, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+			r := runRemote(t, sh, vars{rt: spec.RuntimeDir, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 			got := strings.Join(r.until(tagFailed), "\n")
 			if _, err := os.Stat(marker); err == nil {
 				t.Fatal("the workdir ran a command")
@@ -236,7 +236,7 @@ func TestRemoteWorkdirIsData(t *testing.T) {
 			must(t, os.Mkdir(dash, 0o755))
 			spec.ID, spec.Workdir = "wd2", "-P"
 			t.Chdir(dir) // a relative workdir is relative to the login dir
-			r = runRemote(t, sh, remoteVars{rt: spec.RuntimeDir, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+			r = runRemote(t, sh, vars{rt: spec.RuntimeDir, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 			got = strings.Join(r.until(tagEnd), "\n")
 			r.send("kill")
 			r.until(tagStopped)
@@ -261,7 +261,7 @@ func TestRemoteKernelCommands(t *testing.T) {
 				"one-line": {oneLine, `{"shell_port": 5, "key": "k", "ip": "127.0.0.1"}`},
 			} {
 				spec := KernelSpec{Command: tc.cmd, RuntimeDir: rt, ID: name, Linger: time.Minute}
-				r := runRemote(t, sh, remoteVars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+				r := runRemote(t, sh, vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 				got := r.until(tagEnd)
 				i := slices.Index(got, tagBegin)
 				if i < 0 || strings.TrimSpace(strings.Join(got[i+1:len(got)-1], "\n")) != tc.want {
@@ -280,7 +280,7 @@ func TestRemoteSlowStartHeld(t *testing.T) {
 	sh := shells(t)[0]
 	rt := filepath.Join(t.TempDir(), "rt")
 	spec := KernelSpec{Command: fakeKernel(t, `sleep 7; echo '{"shell_port": 1}' > "$file"`), RuntimeDir: rt, ID: "slow", Linger: 2 * time.Second}
-	r := runRemote(t, sh, remoteVars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+	r := runRemote(t, sh, vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 	if l := r.next(); !strings.HasPrefix(l, tagFile) {
 		t.Fatalf("first line %q", l)
 	}
@@ -300,7 +300,7 @@ func TestWatchdogLinger(t *testing.T) {
 	sh := shells(t)[0]
 	rt := filepath.Join(t.TempDir(), "rt")
 	spec := KernelSpec{Command: fakeKernel(t, `echo '{"shell_port": 1}' > "$file"`), ID: "wd", Linger: 4 * time.Second}
-	r := runRemote(t, sh, remoteVars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+	r := runRemote(t, sh, vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 	r.until(tagEnd)
 	r.stdin.Close()
 	pid := r.pids[0]
@@ -328,7 +328,7 @@ func TestRemoteLogCapped(t *testing.T) {
 	sh := shells(t)[0]
 	rt := filepath.Join(t.TempDir(), "rt")
 	spec := KernelSpec{Command: fakeKernel(t, `echo '{"shell_port": 1}' > "$file"; head -c 3000000 /dev/zero | tr '\0' x`), ID: "log", Linger: time.Minute}
-	r := runRemote(t, sh, remoteVars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.startScript()}, "op_start")
+	r := runRemote(t, sh, vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
 	r.until(tagEnd)
 	r.ping()
 	log := filepath.Join(rt, "kernel-kq-log.log")
@@ -359,13 +359,13 @@ func TestRemoteTrustsNothing(t *testing.T) {
 		t.Run(filepath.Base(sh), func(t *testing.T) {
 			rt := t.TempDir()
 			must(t, os.Chmod(rt, 0o770))
-			r := runRemote(t, sh, remoteVars{rt: rt}, "op_list")
+			r := runRemote(t, sh, vars{rt: rt}, "op_list")
 			if got := r.next(); got != "KQ-ERROR runtime dir "+rt+" is writable by other users" {
 				t.Errorf("group-writable dir: %q", got)
 			}
 			must(t, os.Chmod(rt, 0o700))
 			must(t, os.Chown(rt, 65534, 65534))
-			r = runRemote(t, sh, remoteVars{rt: rt}, "op_list")
+			r = runRemote(t, sh, vars{rt: rt}, "op_list")
 			if got := r.next(); !strings.HasPrefix(got, "KQ-ERROR runtime dir "+rt+" is not owned by") {
 				t.Errorf("foreign dir: %q", got)
 			}
@@ -381,13 +381,13 @@ func TestRemoteTrustsNothing(t *testing.T) {
 			must(t, os.WriteFile(filepath.Join(rt, "kernel-kq-reused.json"), []byte(`{}`), 0o600))
 			must(t, os.WriteFile(filepath.Join(rt, "kernel-kq-reused.kq"),
 				[]byte(fmt.Sprintf("pid=%d\nstart=1\nlinger=60\n", other.Process.Pid)), 0o600))
-			r = runRemote(t, sh, remoteVars{rt: rt}, "op_list")
+			r = runRemote(t, sh, vars{rt: rt}, "op_list")
 			got := strings.Join(r.until(tagListEnd), "\n")
 			if strings.Contains(got, "foreign") || !strings.Contains(got, fmt.Sprintf("|yes|%d|dead|", other.Process.Pid)) {
 				t.Errorf("list:\n%s", got)
 			}
 			for _, op := range []string{"op_interrupt", "op_stop"} {
-				r = runRemote(t, sh, remoteVars{rt: rt, id: "reused"}, op)
+				r = runRemote(t, sh, vars{rt: rt, id: "reused"}, op)
 				r.until("")
 				if !running(other.Process.Pid) {
 					t.Fatalf("%s signalled a process that only reused the kernel's pid", op)
@@ -405,7 +405,7 @@ func TestRemoteListMany(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(rt, fmt.Sprintf("kernel-%03d.json", i)),
 			[]byte("{\n  \"shell_port\": 1,\n  \"key\": \"x\"\n}\n"), 0o600))
 	}
-	r := runRemote(t, shells(t)[0], remoteVars{rt: rt}, "op_list")
+	r := runRemote(t, shells(t)[0], vars{rt: rt}, "op_list")
 	q := newLineQueue()
 	for l := r.next(); l != ""; l = r.next() {
 		q.push(l)
@@ -441,17 +441,31 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+// running is false for a process that is gone or a zombie (init may reap
+// the orphaned kernel late).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	s := string(b)
+	if i := strings.LastIndex(s, ") "); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
 // TestProtocolTags: every KQ-* tag remote.sh prints has its Go constant,
 // and every constant is printed by remote.sh.
 func TestProtocolTags(t *testing.T) {
-	src, err := os.ReadFile("remote.go")
+	src, err := os.ReadFile("protocol.go")
 	must(t, err)
 	goTags := map[string]bool{}
 	for _, m := range regexp.MustCompile(`tag\w+\s*=\s*"(KQ-[A-Z-]+) ?"`).FindAllStringSubmatch(string(src), -1) {
 		goTags[m[1]] = true
 	}
 	shTags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`KQ-[A-Z][A-Z-]*[A-Z]`).FindAllString(remoteLib, -1) {
+	for _, m := range regexp.MustCompile(`KQ-[A-Z][A-Z-]*[A-Z]`).FindAllString(lib, -1) {
 		shTags[m] = true
 	}
 	for tag := range shTags {

@@ -1,0 +1,362 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kq-dev/kq/launcher/kinds"
+)
+
+// Deadlines of the remote side's steps: a link can die silently at any
+// moment, and no wait on it may last for ever.
+const (
+	// startTimeout bounds a kernel start; remote.sh gives up after 120 s.
+	startTimeout = 150 * time.Second
+	// opTimeout bounds a one-shot op (ls, stop, attach's lookup, ...) and
+	// taking hold of a running kernel.
+	opTimeout = 45 * time.Second
+	// answerTimeout bounds the answer to a hold command when the caller's
+	// context has no deadline.
+	answerTimeout = 20 * time.Second
+)
+
+// ErrGone: the kernel an op wanted is not running.
+var ErrGone = errors.New("kernel is gone")
+
+// Hold is one kq session's hold on a kernel: the remote command running
+// remote.sh's hold loop. kq writes a line every second (ping) so the
+// server's watchdog knows a kq is attached; the server reports the
+// kernel's death.
+type Hold struct {
+	proc   Process
+	lines  *lineQueue // output lines other than ticks
+	stderr *limitedBuffer
+	first  chan struct{} // closed with the first line: the program is read
+	done   chan struct{} // closed when the command has ended
+	died   chan struct{} // closed when the server reports the kernel dead
+	read   chan struct{} // closed when all of the output has been read
+	p      parser        // what the op reported
+
+	// Path is the connection file on the remote host.
+	Path string
+	// PID is the kernel's process (and process group) id on the host.
+	PID int
+	// JSON is the connection file's content.
+	JSON []byte
+
+	waitErr   error // how the command ended; read after done is closed
+	mu        sync.Mutex
+	closed    bool
+	firstOnce sync.Once
+	diedOnce  sync.Once
+}
+
+// open runs one op: the constant command, then the program on its stdin,
+// both bounded by ctx and the runner's own deadlines.
+func open(ctx context.Context, r Runner, v vars, op string) (*Hold, error) {
+	h := &Hold{lines: newLineQueue(), stderr: &limitedBuffer{max: 8 << 10},
+		first: make(chan struct{}), done: make(chan struct{}), died: make(chan struct{}), read: make(chan struct{})}
+	proc, err := r.Start(ctx, Command, h.stderr)
+	if err != nil {
+		return nil, err
+	}
+	h.proc = proc
+	prog := program(v, op)
+	if err := within(ctx, sessionTimeout, "send the remote program", func() error {
+		_, err := io.WriteString(proc.Stdin(), prog)
+		return err
+	}); err != nil {
+		proc.Close()
+		return nil, err
+	}
+	go h.readLines(proc.Stdout())
+	go func() {
+		h.waitErr = proc.Wait()
+		close(h.done)
+	}()
+	return h, nil
+}
+
+// readLines reads the op's output. Ticks and the kernel's death are noted
+// at once; every other line is queued, none is ever dropped.
+func (h *Hold) readLines(stdout io.Reader) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		h.firstOnce.Do(func() { close(h.first) })
+		switch line := sc.Text(); line {
+		case tagTick:
+		case tagDied:
+			h.diedOnce.Do(func() { close(h.died) })
+		default:
+			h.lines.push(line)
+		}
+	}
+	h.lines.end()
+	close(h.read)
+}
+
+// Start starts a kernel and holds it for this session from the start, so
+// a kernel slower to start than linger is not taken for an abandoned one.
+// On error nothing is left running remotely.
+func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
+	h, err := open(ctx, r, vars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.StartScript()}, "op_start")
+	if err != nil {
+		return nil, err
+	}
+	go h.ping()
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := h.waitJSON(sctx); err != nil {
+		// The server knows the kernel's pid even if kq has not read it yet.
+		// A kernel that died has ended the session and is cleaned up there.
+		if kerr := h.Stop(context.Background(), false); kerr != nil && !h.HasDied() && h.PID != 0 {
+			err = fmt.Errorf("%w; stopping the half-started kernel failed: %w", err, kerr)
+		}
+		return nil, err
+	}
+	return h, nil
+}
+
+// Attach holds a running kq kernel (id in runtime dir rt) for a new
+// session: a reconnect, or kq attach. A reconnect leaves the lost
+// connection's server side alone: the kernel's ROUTER sockets hand the
+// frontend's identities over to the new connections (ROUTER_HANDOVER, set
+// by ipykernel since 4.8.1), and the old sshd goes once TCP gives up.
+func Attach(ctx context.Context, r Runner, rt, id string) (*Hold, error) {
+	h, err := open(ctx, r, vars{rt: rt, id: id}, "op_attach")
+	if err != nil {
+		return nil, err
+	}
+	go h.ping()
+	actx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := h.waitJSON(actx); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// ping writes a line every second until the session closes; each line
+// tells the server's watchdog that this kq is still there. It starts once
+// the server has read the program (its first line), never before.
+func (h *Hold) ping() {
+	select {
+	case <-h.first:
+	case <-h.done:
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if !h.send("ping") {
+			return
+		}
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// send writes one line to the hold loop unless the hold is closed.
+func (h *Hold) send(line string) bool {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return false
+	}
+	_, err := io.WriteString(h.proc.Stdin(), line+"\n")
+	return err == nil
+}
+
+// waitJSON reads the remote side's report up to the connection file.
+func (h *Hold) waitJSON(ctx context.Context) error {
+	for {
+		line, ok, err := h.lines.next(ctx.Done())
+		if err != nil {
+			if ctx.Err() == context.DeadlineExceeded {
+				return kinds.With(kinds.Kernel, "", fmt.Errorf("no connection file from the server in %s", startTimeout))
+			}
+			return kinds.With(kinds.Interrupted, "", fmt.Errorf("start kernel: %w", context.Cause(ctx)))
+		}
+		if !ok {
+			return h.failure()
+		}
+		switch h.p.feed(line) {
+		case tagFailed:
+			return h.failure()
+		case tagGone:
+			return kinds.With(kinds.Kernel, "", ErrGone)
+		case tagEnd:
+			h.Path, h.PID, h.JSON = h.p.file, h.p.pid, h.p.json
+			return nil
+		}
+		h.PID = h.p.pid // known before the JSON: a failed start is stopped by it
+	}
+}
+
+// failure is the error for a start or attach the server gave up on.
+func (h *Hold) failure() error {
+	msg := strings.Join(h.p.errs, "; ")
+	if msg == "" {
+		msg = "remote command ended unexpectedly"
+		if s := strings.TrimSpace(h.stderr.String()); s != "" {
+			msg += ": " + redact(lastLine(s))
+		}
+	}
+	if len(h.p.log) > 0 {
+		msg += ": " + kernelLogSummary(h.p.log)
+	}
+	hint := kernelHint(h.p.log)
+	if strings.Contains(msg, "runtime dir") {
+		hint = "make the runtime dir private to you (chmod 700), or set runtime_dir: in the profile"
+	}
+	return kinds.With(kinds.Kernel, hint, errors.New(msg))
+}
+
+// kernelLogSummary picks the most telling line of the kernel's output: the
+// last one, which for a Python failure is the exception.
+func kernelLogSummary(lines []string) string {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if s := strings.TrimSpace(lines[i]); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func kernelHint(lines []string) string {
+	all := strings.Join(lines, "\n")
+	switch {
+	case strings.Contains(all, "No module named") && strings.Contains(all, "ipykernel"):
+		return "install ipykernel on the server (pip install ipykernel, or apt install python3-ipykernel), or point kernel: at a python that has it"
+	case strings.Contains(all, "cannot cd to workdir"):
+		return "create that directory on the server, or fix workdir: in the profile"
+	case strings.Contains(all, "not found"):
+		return "the kernel command was not found on the server's PATH; use an absolute path in kernel:"
+	}
+	return "run the profile's kernel command on the server by hand to see why it fails"
+}
+
+// command sends one hold command and waits for its answer, the session's
+// end, or ctx's end (answerTimeout when ctx has no deadline). The wait
+// covers the server reading the program first.
+func (h *Hold) command(ctx context.Context, cmd, want string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, answerTimeout)
+		defer cancel()
+	}
+	select {
+	case <-h.first:
+	case <-h.read:
+		return fmt.Errorf("%s: the server's side ended without confirming", cmd)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: no answer from the server: %w", cmd, context.Cause(ctx))
+	}
+	if !h.send(cmd) {
+		return fmt.Errorf("%s: cannot reach the server's side", cmd)
+	}
+	for {
+		line, ok, err := h.lines.next(ctx.Done())
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: no answer from the server: %w", cmd, context.Cause(ctx))
+		case !ok:
+			return fmt.Errorf("%s: the server's side ended without confirming", cmd)
+		case line == want:
+			return nil
+		}
+	}
+}
+
+// Died is closed when the server reports the kernel dead.
+func (h *Hold) Died() <-chan struct{} { return h.died }
+
+// Done is closed when the hold's remote command has ended (the kernel
+// died, the connection went, or the hold was let go).
+func (h *Hold) Done() <-chan struct{} { return h.done }
+
+// EndedByDeath waits (briefly) until the ended hold's output is read, and
+// reports whether it ended because the kernel died: the server says so
+// just before it ends the session.
+func (h *Hold) EndedByDeath() bool {
+	select {
+	case <-h.read:
+	case <-time.After(2 * time.Second):
+	}
+	return h.HasDied()
+}
+
+// HasDied reports whether the server said the kernel died; its watchdog
+// then removes its files, and there is nothing left to stop.
+func (h *Hold) HasDied() bool {
+	select {
+	case <-h.died:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop stops the kernel and removes its remote files: gracefully (a grace
+// period for a kernel that was sent shutdown_request to exit by itself)
+// or at once, then TERM and KILL to its process group. The hold ends.
+func (h *Hold) Stop(ctx context.Context, graceful bool) error {
+	defer h.Close()
+	if graceful {
+		return h.command(ctx, "stop", tagStopped)
+	}
+	return h.command(ctx, "kill", tagStopped)
+}
+
+// Detach leaves the kernel running for good (until kq stop); the hold ends.
+func (h *Hold) Detach(ctx context.Context) error {
+	defer h.Close()
+	return h.command(ctx, "detach", tagDetached)
+}
+
+// Release ends this session's hold; the kernel lingers or stays as it was
+// set up.
+func (h *Hold) Release(ctx context.Context) error {
+	defer h.Close()
+	return h.command(ctx, "release", tagReleased)
+}
+
+// Abandon lets go of the hold on a dead link: nothing is sent and nothing
+// is waited for. The server's watchdog sees no more pings and deals with
+// the kernel as linger and keep say.
+func (h *Hold) Abandon() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	_ = h.proc.Close()
+}
+
+// Close ends the hold: stdin is closed (the hold loop ends, the kernel
+// lingers) and the command is given a few seconds to end.
+func (h *Hold) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	h.mu.Unlock()
+	h.proc.Stdin().Close()
+	select {
+	case <-h.done:
+	case <-time.After(5 * time.Second):
+	}
+	h.proc.Close()
+}

@@ -1,0 +1,135 @@
+// Package remote is kq's side on the server: remote.sh, a POSIX sh program
+// sent on the stdin of one constant command, and the one Go parser of its
+// line protocol. Its ops (start, attach, list, stop, interrupt, restart,
+// cat, rm) run behind a Runner: an SSH session in production, a local sh
+// in tests. It knows nothing of SSH chains, forwarding or sessions.
+package remote
+
+import (
+	_ "embed"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// lib is kq's remote program; see the comments in remote.sh.
+//
+//go:embed remote.sh
+var lib string
+
+// Command is the one command line kq runs on a host, for every op: the
+// program and its settings arrive on the session's stdin, so nothing
+// secret is ever on a command line there, and a login shell of any syntax
+// (csh and tcsh reject newlines inside quotes) only parses this.
+const Command = "exec /bin/sh -s"
+
+// KernelSpec is what the remote side needs to start one kernel.
+type KernelSpec struct {
+	// Command is the user's kernel command; "-f FILE" is appended.
+	Command string
+	// RuntimeDir is where the connection file goes; "" asks the server.
+	RuntimeDir string
+	// Workdir is the kernel's working directory; "" is the login directory.
+	Workdir string
+	// Env is exported to the kernel.
+	Env map[string]string
+	// ID names the remote files kernel-kq-<ID>.*.
+	ID string
+	// IP, when set, is passed as --ip so the kernel listens there (a
+	// compute node's address) instead of its default 127.0.0.1.
+	IP string
+	// Linger is how long the kernel outlives the last kq session.
+	Linger time.Duration
+	// Keep leaves the kernel up with no kq session at all, until kq stop.
+	Keep bool
+}
+
+// CommandLine is the kernel command as the remote shell runs it, with the
+// connection file path in "$1".
+func (k KernelSpec) CommandLine() string {
+	cmd := strings.TrimSpace(k.Command)
+	if k.IP != "" {
+		cmd += " --ip=" + shQuote(k.IP)
+	}
+	return cmd + ` -f "$1"`
+}
+
+// StartScript is the kernel's own start script (kernel-kq-ID.cmd), kept on
+// the server so that kq restart can run it again; --dry-run shows it.
+// Every value is quoted data: a workdir or env value never runs as shell.
+// A simple command is exec'ed (through env(1) when it begins with
+// VAR=value assignments), so the recorded pid is the kernel's own.
+func (k KernelSpec) StartScript() string {
+	var lines []string
+	if k.Workdir != "" {
+		d := shPath(k.Workdir)
+		lines = append(lines, fmt.Sprintf(`cd -- %s || { printf 'cannot cd to workdir %%s\n' %s >&2; exit 1; }`, d, d))
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
+		lines = append(lines, "export "+key+"="+shQuote(k.Env[key]))
+	}
+	cmd := k.CommandLine()
+	if !strings.ContainsAny(k.Command, ";&|\n()`") {
+		if leadingAssignment.MatchString(k.Command) {
+			cmd = "env " + cmd
+		}
+		cmd = "exec " + cmd
+	}
+	return strings.Join(append(lines, cmd), "\n")
+}
+
+// leadingAssignment matches a command that starts with VAR=value, which
+// exec would take for the program's name.
+var leadingAssignment = regexp.MustCompile(`^\s*[A-Za-z_][A-Za-z0-9_]*=`)
+
+// vars are the settings an op reads.
+type vars struct {
+	rt, id  string
+	linger  time.Duration
+	keep    bool
+	start   string // start_script, for op_start
+	path    string // for op_cat and op_rm
+	graceDS int    // tenths of a second, for op_stop
+}
+
+// program is one op as a POSIX sh program, as sent on stdin: the
+// settings, the library and the call.
+func program(v vars, op string) string {
+	var b strings.Builder
+	rt := "''"
+	if v.rt != "" {
+		rt = shPath(v.rt)
+	}
+	keep := 0
+	if v.keep {
+		keep = 1
+	}
+	linger := int(v.linger / time.Second)
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\n",
+		rt, shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), strconv.Itoa(v.graceDS))
+	b.WriteString(lib)
+	// One line, so the shell has read all of the program before the op
+	// runs and reads kq's lines itself.
+	b.WriteString("\n" + op + "; exit\n")
+	return b.String()
+}
+
+// shQuote quotes s for a POSIX shell.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shPath quotes a path but lets a leading ~ expand to $HOME remotely.
+func shPath(p string) string {
+	if p == "~" {
+		return `"$HOME"`
+	}
+	if strings.HasPrefix(p, "~/") {
+		return `"$HOME"/` + shQuote(p[2:])
+	}
+	return shQuote(p)
+}
