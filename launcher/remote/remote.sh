@@ -97,11 +97,17 @@ cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$s
 finish() { w=$(cat "$wdf" 2>/dev/null); [ -n "$w" ] && kill "$w" 2>/dev/null; cleanup; }
 
 # spawn starts the kernel from a subshell, so it is not our child: init
-# reaps it, and kill -0 tells the truth about it.
+# reaps it, and kill -0 tells the truth about it. A command started in the
+# background by a shell without job control ignores SIGINT and SIGQUIT,
+# and a shell cannot undo that; env(1) can where it knows how
+# (coreutils >= 8.31), so that an interrupt reaches kernels that do not
+# install their own handler.
 spawn() {
   ss=; command -v setsid >/dev/null 2>&1 && ss=setsid
+  dflt=; env --default-signal=INT true 2>/dev/null && dflt="env --default-signal=INT,QUIT"
   : >> "$log"
-  p=$( ( $ss sh "$cmdf" "$f" </dev/null >>"$log" 2>&1 & echo $! ) )
+  # shellcheck disable=SC2086 # $ss and $dflt are words to split, or none
+  p=$( ( $ss $dflt sh "$cmdf" "$f" </dev/null >>"$log" 2>&1 & echo $! ) )
   { say "pid=$p"; say "start=$(stamp "$p")"; say "linger=$linger"; } > "$meta.new" && mv "$meta.new" "$meta"
 }
 
