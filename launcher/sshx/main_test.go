@@ -1,0 +1,13 @@
+package sshx
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests if any goroutine outlives them: the
+// forwarder, the dialer and the in-process SSH server must all clean up.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
