@@ -7,7 +7,8 @@ import (
 )
 
 // TestMain fails the package's tests if any goroutine outlives them: the
-// forwarder, the dialer and the in-process SSH server must all clean up.
+// accept loops, the relays, the channel opens and the in-process SSH
+// server must all clean up.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

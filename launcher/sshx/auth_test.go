@@ -88,19 +88,7 @@ func kbdServer(t *testing.T) (addr string, knownHosts string) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
-				if err != nil {
-					return
-				}
-				go ssh.DiscardRequests(reqs)
-				go func() {
-					for ch := range chans {
-						_ = ch.Reject(ssh.Prohibited, "test server")
-					}
-				}()
-				_ = sc.Wait()
+				serveKbd(c, cfg)
 			}()
 		}
 	}()
@@ -112,6 +100,24 @@ func kbdServer(t *testing.T) (addr string, knownHosts string) {
 		t.Fatal(err)
 	}
 	return addr, knownHosts
+}
+
+// serveKbd runs kbdServer's side of one connection: authentication, then
+// every channel refused.
+func serveKbd(c net.Conn, cfg *ssh.ServerConfig) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for ch := range chans {
+			_ = ch.Reject(ssh.Prohibited, "test server")
+		}
+	}()
+	_ = sc.Wait()
 }
 
 func settingsFor(addr, user, knownHosts string) profiles.SSHSettings {
