@@ -4,87 +4,26 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
+
+	"github.com/kq-dev/kq/launcher/sshx"
 )
-
-// linkWatch sends keepalives on one connection from the moment it is
-// dialled, not only while the frontend runs, so that a silently dead link
-// (Wi-Fi gone, lid closed, no RST) is known at every step: the kernel's
-// start, the frontend's run, and the teardown. Once the link is found dead
-// the watch closes the connection, which ends every wait on it (channel
-// opens, sessions, the remote protocol, relays) at once.
-type linkWatch struct {
-	ch       *chain
-	interval time.Duration
-	count    int
-	dead     chan struct{} // closed once the link is found dead
-	err      error         // why; written before dead is closed
-	cancel   context.CancelFunc
-	done     chan struct{}
-}
-
-// watchLink starts keepalives on ch's host connection.
-func watchLink(ch *chain, interval time.Duration, count int) *linkWatch {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &linkWatch{ch: ch, interval: interval, count: count, dead: make(chan struct{}),
-		cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		if err := keepalive(ctx, ch.host(), interval, count); err != nil {
-			w.err = err
-			close(w.dead)
-			ch.Close()
-		}
-	}()
-	return w
-}
-
-// stop ends the keepalives; the connection stays as it is.
-func (w *linkWatch) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// answers asks the link for one answer now. It waits interval × count at
-// most, less when the watch finds the link dead first, and returns an
-// error wrapping errLinkDead when no answer came.
-func (w *linkWatch) answers() error {
-	answered := make(chan error, 1)
-	go func() {
-		_, _, err := w.ch.host().SendRequest("keepalive@openssh.com", true, nil)
-		answered <- err
-	}()
-	t := time.NewTimer(w.interval * time.Duration(w.count))
-	defer t.Stop()
-	select {
-	case err := <-answered:
-		if err != nil {
-			return fmt.Errorf("%w: %w", errLinkDead, err)
-		}
-		return nil
-	case <-w.dead:
-		return w.err
-	case <-t.C:
-		return fmt.Errorf("%w in %s", errLinkDead, w.interval*time.Duration(w.count))
-	}
-}
 
 // setChain makes ch the session's connection and starts watching it; the
 // previous connection's watch stops.
-func (s *session) setChain(ch *chain) {
+func (s *session) setChain(ch *sshx.Chain) {
 	interval, count := s.keepaliveSettings()
-	w := watchLink(ch, interval, count)
+	w := sshx.WatchLink(ch, interval, count)
 	s.mu.Lock()
 	old := s.watch
 	s.ch, s.watch = ch, w
 	s.mu.Unlock()
 	if old != nil {
-		old.stop()
+		old.Stop()
 	}
 }
 
 // link is the current connection's watch; nil before the first dial.
-func (s *session) link() *linkWatch {
+func (s *session) link() *sshx.LinkWatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.watch
@@ -93,7 +32,7 @@ func (s *session) link() *linkWatch {
 // closeChain stops watching the current connection and closes it.
 func (s *session) closeChain() error {
 	if w := s.link(); w != nil {
-		w.stop()
+		w.Stop()
 	}
 	ch, _ := s.current()
 	return ch.Close()
@@ -108,9 +47,9 @@ func (s *session) endOnDeadLink(ctx context.Context, cancel context.CancelCauseF
 	go func() {
 		defer close(done)
 		select {
-		case <-w.dead:
+		case <-w.Dead():
 			s.linkEnded.Store(true)
-			cancel(s.deadLinkError(w.err))
+			cancel(s.deadLinkError(w.Err()))
 		case <-stop:
 		case <-ctx.Done():
 		}
@@ -129,7 +68,7 @@ func (s *session) deadLinkError(err error) error {
 }
 
 // linkDeadAtEnd says whether the link is dead now that the session ends,
-// asking it once per session (see linkWatch.answers for the bound). On a
+// asking it once per session (see sshx.LinkWatch.Answers for the bound). On a
 // dead link it closes the connection, so that nothing in the teardown
 // waits on it, and says so in one line, unless the link's failure already
 // ended the session with its own error.
@@ -139,7 +78,7 @@ func (s *session) linkDeadAtEnd() bool {
 		if w == nil {
 			return
 		}
-		err := w.answers()
+		err := w.Answers()
 		if err == nil {
 			return
 		}
@@ -187,8 +126,8 @@ func (s *session) linkDied() error {
 		return nil
 	}
 	select {
-	case <-w.dead:
-		return s.deadLinkError(w.err)
+	case <-w.Dead():
+		return s.deadLinkError(w.Err())
 	default:
 		return nil
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // TestMain fails the package's tests if any goroutine outlives them: the
-// forwarder, the dialer and the in-process SSH server must all clean up.
+// session's own goroutines and the remote protocol must all clean up.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/kq-dev/kq/launcher/connfile"
+	"github.com/kq-dev/kq/launcher/forward"
 	"github.com/kq-dev/kq/launcher/remote"
+	"github.com/kq-dev/kq/launcher/sshx"
 	"github.com/kq-dev/kq/launcher/wire"
 	"golang.org/x/crypto/ssh"
 )
@@ -43,7 +45,7 @@ func (m *manager) close() error { return m.s.unwind() }
 
 func (m *manager) client() *ssh.Client {
 	ch, _ := m.s.current()
-	return ch.host()
+	return ch.Host()
 }
 
 // List returns the kernels in the profile's runtime dir on its host.
@@ -103,7 +105,7 @@ func (m *manager) probeForeign(entries []KernelEntry) {
 func dialTimeout(c *ssh.Client, addr string, d time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return connect(ctx, c, addr)
+	return forward.SSH{Client: c}.DialContext(ctx, "tcp", addr)
 }
 
 // attachTarget is a resolved kq attach target.
@@ -123,7 +125,7 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 		return attachTarget{json: data}, nil
 	}
 	m := &manager{s: &session{}}
-	m.s.ch = &chain{clients: []*ssh.Client{c}}
+	m.s.ch = sshx.NewChain(c)
 	m.s.o.Profile.RuntimeDir = rt
 	entries, err := m.list(ctx)
 	if err != nil {
@@ -260,12 +262,12 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 
 // withForward runs fn with a temporary local forward to one kernel port.
 func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint string) error) error {
-	fw, err := listenForwards(sshDialer{m.client()}, []Target{{Name: "port", Host: forwardHost("auto", info.IP), Port: port}})
+	fw, err := forward.Listen(forward.SSH{Client: m.client()}, []forward.Target{{Name: "port", Host: forwardHost("auto", info.IP), Port: port}})
 	if err != nil {
 		return err
 	}
-	defer fw.close()
-	return fn(fmt.Sprintf("tcp://127.0.0.1:%d", fw.forwards[0].Local.Port))
+	defer fw.Close()
+	return fn(fmt.Sprintf("tcp://127.0.0.1:%d", fw.Forwards()[0].Local.Port))
 }
 
 // Interrupt sends SIGINT to a kernel kq started, for frontends that cannot

@@ -7,8 +7,9 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/kq-dev/kq/launcher/forward"
 	"github.com/kq-dev/kq/launcher/remote"
-	"golang.org/x/crypto/ssh"
+	"github.com/kq-dev/kq/launcher/sshx"
 )
 
 // Dead-link detection defaults, as profile keepalive and keepalive_count.
@@ -39,50 +40,6 @@ func (s *session) keepaliveSettings() (time.Duration, int) {
 	return interval, count
 }
 
-// errLinkDead: count keepalives in a row went unanswered.
-var errLinkDead = errors.New("no answer to keepalives")
-
-// keepalive sends a keepalive request every interval, each with its own
-// timeout (an x/crypto request blocks for ever on a dead link), and
-// returns errLinkDead once count in a row are unanswered: a silent link is
-// found within interval × (count + 1). It returns nil when ctx ends.
-func keepalive(ctx context.Context, c *ssh.Client, interval time.Duration, count int) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	misses := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		answered := make(chan error, 1)
-		go func() {
-			// OpenSSH answers an unknown request with a failure: that is an
-			// answer, and all that counts.
-			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
-			answered <- err
-		}()
-		timer := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil
-		case err := <-answered:
-			timer.Stop()
-			if err != nil {
-				return fmt.Errorf("%w: %w", errLinkDead, err)
-			}
-			misses = 0
-		case <-timer.C:
-			misses++
-			if misses >= count {
-				return errLinkDead
-			}
-		}
-	}
-}
-
 // monitor watches the session while the frontend runs: the kernel's death
 // ends it (exit 7); a dead link or a lost server session leads to a
 // reconnect that keeps the local ports; a reconnect that cannot succeed
@@ -102,8 +59,8 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-died:
 			cancel(errKernelDied)
 			return
-		case <-w.dead:
-			why = w.err
+		case <-w.Dead():
+			why = w.Err()
 		case <-lost:
 			if rk.EndedByDeath() {
 				cancel(errKernelDied)
@@ -137,7 +94,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 	s.mu.Lock()
 	fw := s.fw
 	s.mu.Unlock()
-	fw.dropConnections()
+	fw.DropConnections()
 	if oldRK != nil {
 		go oldRK.Close() // its session is dead; do not wait for it
 	}
@@ -160,7 +117,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, reconnectCap)
-		ch, err := dialChain(ctx, s.auth, s.hops)
+		ch, err := sshx.Dial(ctx, s.auth, s.hops)
 		if err != nil {
 			if errors.Is(err, ErrAuth) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrInterrupted) {
 				return err
@@ -186,7 +143,7 @@ func (s *session) reconnect(ctx context.Context, why error) error {
 			s.rk = rk
 			s.mu.Unlock()
 		}
-		fw.setDialer(sshDialer{ch.host()})
+		fw.SetDialer(forward.SSH{Client: ch.Host()})
 		s.log.always("reconnected to %s in %s", host.Alias, since(lost))
 		return nil
 	}
@@ -199,11 +156,11 @@ const reattachTimeout = 30 * time.Second
 // reattach holds the kernel again over ch. The connection is closed if
 // that takes longer than reattachTimeout or ctx ends, which is what ends
 // every wait on it (opening the session among them).
-func (s *session) reattach(ctx context.Context, ch *chain) (*remote.Hold, error) {
+func (s *session) reattach(ctx context.Context, ch *sshx.Chain) (*remote.Hold, error) {
 	actx, acancel := context.WithTimeout(ctx, reattachTimeout)
 	defer acancel()
 	stop := context.AfterFunc(actx, func() { ch.Close() })
-	rk, err := remote.Attach(actx, remote.SSH{Client: ch.host()}, s.rt, s.id)
+	rk, err := remote.Attach(actx, remote.SSH{Client: ch.Host()}, s.rt, s.id)
 	if !stop() { // the connection was closed under it
 		if rk != nil {
 			rk.Close()

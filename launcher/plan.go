@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kq-dev/kq/launcher/remote"
+	"github.com/kq-dev/kq/launcher/sshx"
 )
 
 // Plan writes what Run would do with o, without connecting anywhere: each
@@ -33,8 +34,8 @@ func Plan(ctx context.Context, o Options) (string, error) {
 		}
 		w("%-7s %s", role+":", h.Alias)
 		w("    user %s, address %s, port %d (%s, from %s)", h.User, h.HostName, h.Port, how, h.Source)
-		w("    identity files: %s", listOrNone(existing(h.IdentityFiles), h.IdentityFiles))
-		w("    known_hosts:    %s (StrictHostKeyChecking %s)", listOrNone(existing(h.KnownHostsFiles()), h.KnownHostsFiles()), h.StrictHostKeyChecking)
+		w("    identity files: %s", listOrNone(sshx.Existing(h.IdentityFiles), h.IdentityFiles))
+		w("    known_hosts:    %s (StrictHostKeyChecking %s)", listOrNone(sshx.Existing(h.KnownHostsFiles()), h.KnownHostsFiles()), h.StrictHostKeyChecking)
 	}
 	host := hops[len(hops)-1]
 	spec := newKernelSpec(p, "<uuid>")

@@ -22,7 +22,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/kq-dev/kq/launcher/connfile"
+	"github.com/kq-dev/kq/launcher/forward"
 	"github.com/kq-dev/kq/launcher/remote"
+	"github.com/kq-dev/kq/launcher/sshx"
 	"github.com/kq-dev/kq/launcher/wire"
 	"github.com/kq-dev/kq/profiles"
 	"golang.org/x/crypto/ssh"
@@ -97,14 +99,14 @@ type session struct {
 	teardown []step
 
 	hops []profiles.SSHSettings
-	auth *authenticator
+	auth *sshx.Authenticator
 
 	mu            sync.Mutex
 	shutdownAcked bool
-	ch            *chain
+	ch            *sshx.Chain
 	rk            *remote.Hold // nil for a kernel kq does not manage
-	fw            *forwarder
-	watch         *linkWatch // keepalives on ch, from its dial on
+	fw            *forward.Forwarder
+	watch         *sshx.LinkWatch // keepalives on ch, from its dial on
 	// rt and id locate a kq kernel's files on the host, for reconnects.
 	rt, id string
 
@@ -140,7 +142,7 @@ func (s *session) unwind() error {
 }
 
 // current returns the live connection and hold, which a reconnect swaps.
-func (s *session) current() (*chain, *remote.Hold) {
+func (s *session) current() (*sshx.Chain, *remote.Hold) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ch, s.rk
@@ -200,7 +202,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	stopEarly := s.endOnDeadLink(ctx, cancel)
 	s.push("stop watching the start", stopEarly)
 	ch, _ := s.current()
-	if err := probeForwarding(ctx, ch.host(), hopName(host, len(s.hops)-1, len(s.hops))); err != nil {
+	if err := forward.Probe(ctx, ch.Host(), sshx.HopName(host, len(s.hops)-1, len(s.hops))); err != nil {
 		return res, err
 	}
 
@@ -221,11 +223,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 
 	// Forward the five ports.
 	t0 = time.Now()
-	var targets []Target
+	var targets []forward.Target
 	for _, port := range info.Ports() {
-		targets = append(targets, Target{Name: port.Name, Host: kernelHost, Port: port.Number})
+		targets = append(targets, forward.Target{Name: port.Name, Host: kernelHost, Port: port.Number})
 	}
-	fw, err := listenForwards(sshDialer{ch.host()}, targets)
+	fw, err := forward.Listen(forward.SSH{Client: ch.Host()}, targets)
 	if err != nil {
 		return res, err
 	}
@@ -234,11 +236,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	s.mu.Unlock()
 	s.push("close forwards", func() error {
 		s.linkDeadAtEnd() // a dead link is closed first: relays on it end at once
-		return fw.close()
+		return fw.Close()
 	})
 	local := map[string]int{}
 	var shown []string
-	for _, f := range fw.forwards {
+	for _, f := range fw.Forwards() {
 		local[f.Name] = f.Local.Port
 		shown = append(shown, fmt.Sprintf("%s %d→%s", strings.TrimSuffix(f.Name, "_port"), f.Local.Port, f.Remote))
 	}
@@ -375,15 +377,15 @@ func (s *session) connect(ctx context.Context) (profiles.SSHSettings, error) {
 	}
 	s.hops = hops
 	for i, h := range hops {
-		s.log.detail("%s, from %s", hopName(h, i, len(hops)), h.Source)
+		s.log.detail("%s, from %s", sshx.HopName(h, i, len(hops)), h.Source)
 	}
 	host := hops[len(hops)-1]
 	t0 := time.Now()
-	pr := newPrompter(promptEnvFromOS(s.o.StdinIsTerminal))
-	s.push("close terminal", func() error { closePrompter(pr); return nil })
-	s.auth = newAuthenticator(pr)
-	s.auth.log = &s.log
-	ch, err := dialChain(ctx, s.auth, hops)
+	pr := sshx.NewPrompter(s.o.StdinIsTerminal)
+	s.push("close terminal", func() error { sshx.ClosePrompter(pr); return nil })
+	s.auth = sshx.NewAuthenticator(pr)
+	s.auth.Note = s.log.always
+	ch, err := sshx.Dial(ctx, s.auth, hops)
 	if err != nil {
 		return host, err
 	}
@@ -424,12 +426,12 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 		} else if kernelIP == "" {
 			kernelIP = "auto" // an existing kernel listens where its file says
 		}
-		target, err := resolveAttach(ctx, ch.host(), p.RuntimeDir, a)
+		target, err := resolveAttach(ctx, ch.Host(), p.RuntimeDir, a)
 		if err != nil {
 			return nil, "", err
 		}
 		if target.kqID != "" {
-			rk, err := remote.Attach(ctx, remote.SSH{Client: ch.host()}, target.rt, target.kqID)
+			rk, err := remote.Attach(ctx, remote.SSH{Client: ch.Host()}, target.rt, target.kqID)
 			if err != nil {
 				return nil, "", fmt.Errorf("attach to kernel %s on %s: %w", target.kqID, host.Alias, err)
 			}
@@ -445,14 +447,14 @@ func (s *session) kernel(ctx context.Context, host profiles.SSHSettings) (*connf
 					ch, _ := s.current()
 					octx, ocancel := context.WithTimeout(context.Background(), remoteOpTimeout)
 					defer ocancel()
-					return remote.Remove(octx, remote.SSH{Client: ch.host()}, target.path)
+					return remote.Remove(octx, remote.SSH{Client: ch.Host()}, target.path)
 				})
 			}
 		}
 	} else {
 		spec := newKernelSpec(p, uuid.NewString())
 		spec.Keep = spec.Keep || s.o.Detach
-		rk, err := remote.Start(ctx, remote.SSH{Client: ch.host()}, spec)
+		rk, err := remote.Start(ctx, remote.SSH{Client: ch.Host()}, spec)
 		if err != nil {
 			return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
 		}
@@ -522,7 +524,7 @@ func (s *session) hold(rk *remote.Hold, rt, id string) {
 // readyCheck sends a signed kernel_info_request through the tunnel and
 // explains a failure by what else is known: a refused forward, a kernel
 // that exited, or a kernel that is up but silent.
-func (s *session) readyCheck(ctx context.Context, rk *remote.Hold, fw *forwarder, shellPort int, key []byte, host string) error {
+func (s *session) readyCheck(ctx context.Context, rk *remote.Hold, fw *forward.Forwarder, shellPort int, key []byte, host string) error {
 	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
 	defer rcancel()
 	var ended <-chan struct{} // a kq kernel that dies ends the wait at once
@@ -533,7 +535,7 @@ func (s *session) readyCheck(ctx context.Context, rk *remote.Hold, fw *forwarder
 		select {
 		case <-ended:
 			rcancel()
-		case <-fw.failed:
+		case <-fw.Failed():
 			rcancel()
 		case <-rctx.Done():
 		}
@@ -545,9 +547,10 @@ func (s *session) readyCheck(ctx context.Context, rk *remote.Hold, fw *forwarder
 	if ctx.Err() != nil {
 		return withKind(ErrInterrupted, "", fmt.Errorf("ready check: %w", context.Cause(ctx)))
 	}
-	if derr := fw.dialError(); derr != nil {
+	if derr := fw.DialError(); derr != nil {
 		hint := ""
-		if strings.Contains(derr.Error(), "prohibited") {
+		var oce *ssh.OpenChannelError // the server's refusal, as forward keeps it
+		if errors.As(derr, &oce) && oce.Reason == ssh.Prohibited {
 			hint = "the server forbids TCP forwarding (AllowTcpForwarding no in sshd_config)"
 		}
 		return withKind(ErrForward, hint, fmt.Errorf("forward through %s: %w", host, derr))
@@ -633,13 +636,6 @@ func since(t time.Time) time.Duration {
 	return d.Round(100 * time.Microsecond)
 }
 
-func ignoreClosed(err error) error {
-	if err == nil || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "use of closed network connection") {
-		return nil
-	}
-	return err
-}
-
 func ignoreNotExist(err error) error {
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -681,5 +677,3 @@ func (s *session) warn(format string, args ...any) {
 func (r reporter) warn(format string, args ...any) {
 	fmt.Fprintf(r.w, "kq: warning: "+format+"\n", args...)
 }
-
-var _ Dialer = (*ssh.Client)(nil)

@@ -1,4 +1,4 @@
-package launcher
+package sshx
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kq-dev/kq/launcher/kinds"
 	"github.com/kq-dev/kq/profiles"
 	"golang.org/x/crypto/ssh"
 )
@@ -26,7 +27,7 @@ type scripted struct {
 	echoes  []bool
 }
 
-func (s *scripted) ask(q string, echo bool) (string, error) {
+func (s *scripted) Ask(q string, echo bool) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.asked = append(s.asked, q)
@@ -87,19 +88,7 @@ func kbdServer(t *testing.T) (addr string, knownHosts string) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
-				if err != nil {
-					return
-				}
-				go ssh.DiscardRequests(reqs)
-				go func() {
-					for ch := range chans {
-						_ = ch.Reject(ssh.Prohibited, "test server")
-					}
-				}()
-				_ = sc.Wait()
+				serveKbd(c, cfg)
 			}()
 		}
 	}()
@@ -111,6 +100,24 @@ func kbdServer(t *testing.T) (addr string, knownHosts string) {
 		t.Fatal(err)
 	}
 	return addr, knownHosts
+}
+
+// serveKbd runs kbdServer's side of one connection: authentication, then
+// every channel refused.
+func serveKbd(c net.Conn, cfg *ssh.ServerConfig) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for ch := range chans {
+			_ = ch.Reject(ssh.Prohibited, "test server")
+		}
+	}()
+	_ = sc.Wait()
 }
 
 func settingsFor(addr, user, knownHosts string) profiles.SSHSettings {
@@ -128,7 +135,7 @@ func settingsFor(addr, user, knownHosts string) profiles.SSHSettings {
 func TestKeyboardInteractive(t *testing.T) {
 	addr, kh := kbdServer(t)
 	p := &scripted{answers: []string{"hunter2", "000000", "hunter2", "123456"}}
-	c, err := dialHop(context.Background(), newAuthenticator(p), nil, settingsFor(addr, "alice", kh), "host kbd")
+	c, err := dialHop(context.Background(), NewAuthenticator(p), nil, settingsFor(addr, "alice", kh), "host kbd")
 	if err != nil {
 		t.Fatalf("dial: %v (asked %q)", err, p.asked)
 	}
@@ -150,7 +157,7 @@ func TestPasswordAuth(t *testing.T) {
 	s := settingsFor(addr, "pw", kh)
 	s.KbdInteractiveAuthentication = false
 	p := &scripted{answers: []string{"wrong", "s3cret"}}
-	c, err := dialHop(context.Background(), newAuthenticator(p), nil, s, "host kbd")
+	c, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host kbd")
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -167,13 +174,13 @@ func TestNoPromptFailsAtOnce(t *testing.T) {
 	for _, batch := range []bool{false, true} {
 		s := settingsFor(addr, "alice", kh)
 		s.BatchMode = batch
-		var p prompter = noPrompter{}
+		var p Prompter = noPrompter{}
 		if batch {
 			p = &scripted{answers: []string{"hunter2", "123456"}} // must not be asked
 		}
 		start := time.Now()
-		_, err := dialHop(context.Background(), newAuthenticator(p), nil, s, "host kbd")
-		if !errors.Is(err, ErrAuth) || !errors.Is(err, errNoPrompt) {
+		_, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host kbd")
+		if !errors.Is(err, kinds.Auth) || !errors.Is(err, errNoPrompt) {
 			t.Fatalf("batch=%v: got %v", batch, err)
 		}
 		if sp, ok := p.(*scripted); ok && len(sp.asked) > 0 {
@@ -221,10 +228,10 @@ func TestAskpass(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &askpassPrompter{program: script}
-	if got, err := a.ask("Password: ", false); err != nil || got != "pa ss" {
+	if got, err := a.Ask("Password: ", false); err != nil || got != "pa ss" {
 		t.Fatalf("got %q, %v", got, err)
 	}
-	if _, err := a.ask("Other: ", false); !errors.Is(err, errNoPrompt) {
+	if _, err := a.Ask("Other: ", false); !errors.Is(err, errNoPrompt) {
 		t.Fatalf("a failing askpass: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package launcher
+package sshx
 
 import (
 	"errors"
@@ -64,8 +64,8 @@ func (e *hostKeyError) hint() string {
 // and revoked keys are always refused. The algorithms returned are those
 // known_hosts already holds for the host, so the server is asked for a key
 // kq can check instead of one that would look "changed".
-func (a *authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCallback, []string, error) {
-	files := existing(s.KnownHostsFiles())
+func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCallback, []string, error) {
+	files := Existing(s.KnownHostsFiles())
 	var db *knownhosts.HostKeyDB
 	if len(files) > 0 {
 		var err error
@@ -126,7 +126,7 @@ func (a *authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 }
 
 // unknownHost decides about a host known_hosts has no key for.
-func (a *authenticator) unknownHost(s profiles.SSHSettings, he *hostKeyError, hostname string, key ssh.PublicKey) error {
+func (a *Authenticator) unknownHost(s profiles.SSHSettings, he *hostKeyError, hostname string, key ssh.PublicKey) error {
 	switch s.StrictHostKeyChecking {
 	case "yes":
 		return he

@@ -1,7 +1,13 @@
-package launcher
+// Package forward is kq's port forwarding: one listener per remote port,
+// on a free port of 127.0.0.1 only, each accepted connection relayed
+// through a Dialer (direct-tcpip channels of one SSH connection) with a
+// half-close passed on as a half-close and a channel the server closed
+// closing the local connection, as ssh -L does. A reconnect swaps the
+// dialer and keeps the listeners, so local ports never change in a
+// session. Errors are marked with package kinds.
+package forward
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/crypto/ssh"
+	"github.com/kq-dev/kq/launcher/kinds"
 )
 
-// Dialer opens a connection as seen from the SSH server; *ssh.Client is one.
+// Dialer opens a connection as seen from the SSH server; SSH and
+// *ssh.Client are ones, and tests dial directly.
 type Dialer interface {
 	Dial(network, addr string) (net.Conn, error)
 }
@@ -29,10 +36,10 @@ type Forward struct {
 	Local *net.TCPAddr
 }
 
-// forwarder relays every accepted local connection through one SSH
+// Forwarder relays every accepted local connection through one SSH
 // connection. Listeners are bound first, on free ports of 127.0.0.1 only, so
 // two sessions never collide and nothing is reachable from the network.
-type forwarder struct {
+type Forwarder struct {
 	dialer    Dialer // guarded by mu: a reconnect swaps it
 	forwards  []Forward
 	listeners []net.Listener
@@ -51,24 +58,27 @@ const (
 	// channelOpenTimeout bounds one direct-tcpip open: x/crypto waits for
 	// the server's answer for ever, and a dead link never brings it.
 	channelOpenTimeout = 20 * time.Second
-	// relayWait bounds close's wait for the relays to end.
+	// relayWait bounds Close's wait for the relays to end.
 	relayWait = 5 * time.Second
 	// acceptBackoffCap caps the pause after a temporary Accept error.
 	acceptBackoffCap = time.Second
 )
 
-// errRelaysStuck: close gave up waiting for relayed connections.
+// errRelaysStuck: Close gave up waiting for relayed connections.
 var errRelaysStuck = errors.New("relayed connections did not end")
 
 // Target names a remote port to forward.
 type Target struct {
+	// Name is the connection-file field, e.g. "shell_port".
 	Name string
+	// Host and Port are where to connect, as seen from the SSH host.
 	Host string
 	Port int
 }
 
-// listenForwards binds one listener per target and starts relaying.
-func listenForwards(d Dialer, targets []Target) (*forwarder, error) {
+// Listen binds one listener per target on a free port of 127.0.0.1 and
+// starts relaying each one's connections through d. Close ends it.
+func Listen(d Dialer, targets []Target) (*Forwarder, error) {
 	var lns []net.Listener
 	for _, t := range targets {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -76,16 +86,16 @@ func listenForwards(d Dialer, targets []Target) (*forwarder, error) {
 			for _, l := range lns {
 				l.Close()
 			}
-			return nil, withKind(ErrForward, "", fmt.Errorf("listen for %s: %w", t.Name, err))
+			return nil, kinds.With(kinds.Forward, "", fmt.Errorf("listen for %s: %w", t.Name, err))
 		}
 		lns = append(lns, ln)
 	}
-	return serveForwards(d, targets, lns), nil
+	return serve(d, targets, lns), nil
 }
 
-// serveForwards relays each listener's connections to its target.
-func serveForwards(d Dialer, targets []Target, lns []net.Listener) *forwarder {
-	f := &forwarder{dialer: d, conns: map[net.Conn]struct{}{}, failed: make(chan struct{}),
+// serve relays each listener's connections to its target.
+func serve(d Dialer, targets []Target, lns []net.Listener) *Forwarder {
+	f := &Forwarder{dialer: d, conns: map[net.Conn]struct{}{}, failed: make(chan struct{}),
 		stop: make(chan struct{}), listeners: lns}
 	for i, t := range targets {
 		f.forwards = append(f.forwards, Forward{
@@ -120,7 +130,7 @@ func isTemporaryAccept(err error) bool {
 // accept waits for the next connection, retrying temporary errors with
 // capped backoff. It returns nil when the listener is closed (or another
 // error ends it; that one is recorded).
-func (f *forwarder) accept(ln net.Listener, remote string) net.Conn {
+func (f *Forwarder) accept(ln net.Listener, remote string) net.Conn {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -144,7 +154,7 @@ func (f *forwarder) accept(ln net.Listener, remote string) net.Conn {
 	}
 }
 
-func (f *forwarder) serve(ln net.Listener, remote string) {
+func (f *Forwarder) serve(ln net.Listener, remote string) {
 	defer f.wg.Done()
 	for {
 		local := f.accept(ln, remote)
@@ -215,19 +225,19 @@ func closeWrite(c net.Conn) {
 	c.Close()
 }
 
-// setDialer points new connections at a new SSH connection; the
+// SetDialer points new connections at a new SSH connection; the
 // listeners, and so the local ports, stay as they are.
-func (f *forwarder) setDialer(d Dialer) {
+func (f *Forwarder) SetDialer(d Dialer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dialer = d
 }
 
-// dropConnections closes every relayed connection but keeps listening.
+// DropConnections closes every relayed connection but keeps listening.
 // After a lost link the frontend's ZeroMQ sockets must see their
 // connections end at once: they then queue messages and reconnect, where a
 // relay half-open on a dead SSH channel would swallow the next message.
-func (f *forwarder) dropConnections() {
+func (f *Forwarder) DropConnections() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for c := range f.conns {
@@ -235,7 +245,7 @@ func (f *forwarder) dropConnections() {
 	}
 }
 
-func (f *forwarder) track(c net.Conn) bool {
+func (f *Forwarder) track(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -245,14 +255,14 @@ func (f *forwarder) track(c net.Conn) bool {
 	return true
 }
 
-func (f *forwarder) untrack(c net.Conn) {
+func (f *Forwarder) untrack(c net.Conn) {
 	f.mu.Lock()
 	delete(f.conns, c)
 	f.mu.Unlock()
 	c.Close()
 }
 
-func (f *forwarder) noteErr(err error) {
+func (f *Forwarder) noteErr(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.firstErr == nil {
@@ -261,17 +271,27 @@ func (f *forwarder) noteErr(err error) {
 	}
 }
 
-// dialError is the first failure to open a forward, if any; it explains a
-// ready check that got no answer.
-func (f *forwarder) dialError() error {
+// DialError is the first failure to open a forward, if any; it explains a
+// ready check that got no answer. A refusal by the SSH server wraps its
+// *ssh.OpenChannelError, whose Reason says whether forwarding is
+// prohibited there.
+func (f *Forwarder) DialError() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.firstErr
 }
 
-// close stops the listeners, cuts every relayed connection and waits for
-// the relays to finish.
-func (f *forwarder) close() error {
+// Failed is closed with the first failure to open a forward (DialError),
+// so that a wait on the tunnel can end at once.
+func (f *Forwarder) Failed() <-chan struct{} { return f.failed }
+
+// Forwards are the listeners, in the order of the targets, with the local
+// ports they were bound to.
+func (f *Forwarder) Forwards() []Forward { return f.forwards }
+
+// Close stops the listeners, cuts every relayed connection and waits for
+// the relays to finish, at most relayWait.
+func (f *Forwarder) Close() error {
 	f.mu.Lock()
 	if !f.closed {
 		close(f.stop)
@@ -309,125 +329,3 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 		return false
 	}
 }
-
-// probeForwarding asks the host to open a forward to a port that nothing
-// listens on. A host that forwards answers "connect failed"; one whose
-// sshd forbids forwarding answers "administratively prohibited", and then
-// kq stops before starting anything there.
-func probeForwarding(ctx context.Context, c *ssh.Client, name string) error {
-	pctx, cancel := context.WithTimeout(ctx, channelOpenTimeout)
-	defer cancel()
-	conn, err := sshDialer{c}.dial(pctx, "127.0.0.1:1")
-	if err == nil {
-		conn.Close()
-		return nil
-	}
-	var oce *ssh.OpenChannelError
-	switch {
-	case errors.As(err, &oce) && oce.Reason == ssh.Prohibited:
-		return withKind(ErrForward, "the host's sshd_config has AllowTcpForwarding no (or a PermitOpen list); kq needs local forwarding",
-			fmt.Errorf("%s forbids TCP forwarding: %w", name, err))
-	case errors.As(err, &oce): // refused: forwarding works
-		return nil
-	case ctx.Err() != nil:
-		return withKind(ErrInterrupted, "", fmt.Errorf("probe forwarding on %s: %w", name, context.Cause(ctx)))
-	}
-	return withKind(errConnect, "", fmt.Errorf("probe forwarding on %s: %w", name, err))
-}
-
-// sshDialer opens direct-tcpip channels itself, rather than through
-// ssh.Client.Dial, to learn when the server closes a channel for good:
-// EOF from the server is passed on as a half-close, but CLOSE closes the
-// local connection entirely, as ssh -L does. A ZeroMQ peer never sees a
-// half-open connection into which its next message would vanish.
-type sshDialer struct{ c *ssh.Client }
-
-// directTCPIP is the RFC 4254 7.2 channel-open payload.
-type directTCPIP struct {
-	Addr     string
-	Port     uint32
-	OrigAddr string
-	OrigPort uint32
-}
-
-// Dial opens a direct-tcpip channel to addr, giving the server
-// channelOpenTimeout to answer.
-func (d sshDialer) Dial(network, addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), channelOpenTimeout)
-	defer cancel()
-	return d.dial(ctx, addr)
-}
-
-func (d sshDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("port %q: %w", portStr, err)
-	}
-	ch, reqs, err := openChannel(ctx, d.c, "direct-tcpip", ssh.Marshal(&directTCPIP{
-		Addr: host, Port: uint32(port), OrigAddr: "127.0.0.1", OrigPort: 0}))
-	if err != nil {
-		return nil, err
-	}
-	cc := &channelConn{Channel: ch, closed: make(chan struct{}), remote: addr}
-	go func() {
-		for req := range reqs { // closed once the channel is closed
-			if req.WantReply {
-				_ = req.Reply(false, nil)
-			}
-		}
-		close(cc.closed)
-	}()
-	return cc, nil
-}
-
-// openChannel is OpenChannel bounded by ctx. A channel the server opens
-// after ctx ended is closed.
-func openChannel(ctx context.Context, c ssh.Conn, kind string, payload []byte) (ssh.Channel, <-chan *ssh.Request, error) {
-	type result struct {
-		ch   ssh.Channel
-		reqs <-chan *ssh.Request
-		err  error
-	}
-	res := make(chan result, 1)
-	go func() {
-		ch, reqs, err := c.OpenChannel(kind, payload)
-		res <- result{ch, reqs, err}
-	}()
-	select {
-	case r := <-res:
-		return r.ch, r.reqs, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-res; r.err == nil {
-				go ssh.DiscardRequests(r.reqs)
-				r.ch.Close()
-			}
-		}()
-		return nil, nil, fmt.Errorf("open %s channel: %w", kind, context.Cause(ctx))
-	}
-}
-
-// channelConn is an SSH channel as a net.Conn that also says when the
-// channel has been closed.
-type channelConn struct {
-	ssh.Channel
-	closed chan struct{}
-	remote string
-}
-
-// Closed is closed when the server closed the channel.
-func (c *channelConn) Closed() <-chan struct{}          { return c.closed }
-func (c *channelConn) LocalAddr() net.Addr              { return dummyAddr("ssh-local") }
-func (c *channelConn) RemoteAddr() net.Addr             { return dummyAddr(c.remote) }
-func (c *channelConn) SetDeadline(time.Time) error      { return nil }
-func (c *channelConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *channelConn) SetWriteDeadline(time.Time) error { return nil }
-
-type dummyAddr string
-
-func (a dummyAddr) Network() string { return "ssh" }
-func (a dummyAddr) String() string  { return string(a) }

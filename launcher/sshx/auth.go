@@ -1,4 +1,4 @@
-package launcher
+package sshx
 
 import (
 	"bytes"
@@ -17,11 +17,16 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// authenticator holds what one run learns about credentials, so that a
-// passphrase is asked at most once per key however many hops use it.
-type authenticator struct {
-	prompt prompter
-	log    *reporter
+// Authenticator holds what one run learns about credentials, so that a
+// passphrase is asked at most once per key however many hops use it, and
+// so that a reconnect asks nothing already answered. One serves every
+// Dial of a run.
+type Authenticator struct {
+	// Note, when set, tells the user something about trust they should
+	// know even when kq is quiet (a host key was recorded in known_hosts).
+	Note func(format string, args ...any)
+
+	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must
 	// not run while the user types.
 	pause, resume func()
@@ -31,27 +36,29 @@ type authenticator struct {
 	failed    map[string]error      // identity file -> why it cannot be used
 }
 
-func newAuthenticator(p prompter) *authenticator {
-	return &authenticator{prompt: p, pause: func() {}, resume: func() {},
+// NewAuthenticator asks its questions (passphrases, passwords,
+// keyboard-interactive, unknown host keys) through p.
+func NewAuthenticator(p Prompter) *Authenticator {
+	return &Authenticator{prompt: p, pause: func() {}, resume: func() {},
 		decrypted: map[string]ssh.Signer{}, failed: map[string]error{}}
 }
 
 // ask asks through the prompter with the handshake deadline paused; a hop
 // with BatchMode never asks.
-func (a *authenticator) ask(s profiles.SSHSettings, question string, echo bool) (string, error) {
+func (a *Authenticator) ask(s profiles.SSHSettings, question string, echo bool) (string, error) {
 	if s.BatchMode {
 		return "", fmt.Errorf("%w: BatchMode is set for %s", errNoPrompt, s.Alias)
 	}
 	a.pause()
 	defer a.resume()
-	return a.prompt.ask(question, echo)
+	return a.prompt.Ask(question, echo)
 }
 
 // methods returns the auth methods for one hop in OpenSSH's order: public
 // keys (agent, then identity files), keyboard-interactive, password. The
 // returned func closes the agent connection after the handshake. The agent
 // is only ever used to sign here; it is never forwarded.
-func (a *authenticator) methods(s profiles.SSHSettings) ([]ssh.AuthMethod, func()) {
+func (a *Authenticator) methods(s profiles.SSHSettings) ([]ssh.AuthMethod, func()) {
 	signers, closeAgent := a.signers(s)
 	var methods []ssh.AuthMethod
 	if len(signers) > 0 {
@@ -77,7 +84,7 @@ func (a *authenticator) methods(s profiles.SSHSettings) ([]ssh.AuthMethod, func(
 
 // keyboardInteractive shows the server's prompts verbatim (2FA, OTP, Duo),
 // each answered with echo as the server asks.
-func (a *authenticator) keyboardInteractive(s profiles.SSHSettings, name, instruction string, questions []string, echos []bool) ([]string, error) {
+func (a *Authenticator) keyboardInteractive(s profiles.SSHSettings, name, instruction string, questions []string, echos []bool) ([]string, error) {
 	answers := make([]string, len(questions))
 	if len(questions) == 0 {
 		return answers, nil // an information-only round
@@ -106,7 +113,7 @@ func (a *authenticator) keyboardInteractive(s profiles.SSHSettings, name, instru
 // IdentitiesOnly) and identity files. An encrypted identity file becomes a
 // lazySigner: its public key is offered, and the passphrase is asked only
 // if the server accepts that key.
-func (a *authenticator) signers(s profiles.SSHSettings) ([]ssh.Signer, func()) {
+func (a *Authenticator) signers(s profiles.SSHSettings) ([]ssh.Signer, func()) {
 	var files []ssh.Signer
 	var filePubs [][]byte
 	for _, f := range s.IdentityFiles {
@@ -163,7 +170,7 @@ func dialAgent(identityAgent string) net.Conn {
 // the default names whether the files exist or not). pub is the file's
 // public key whenever it is known, also from FILE.pub or a FILE that is a
 // public key, so that IdentitiesOnly can pick that key from the agent.
-func (a *authenticator) identityFile(path string, hop profiles.SSHSettings) (ssh.Signer, ssh.PublicKey) {
+func (a *Authenticator) identityFile(path string, hop profiles.SSHSettings) (ssh.Signer, ssh.PublicKey) {
 	a.mu.Lock()
 	if s, ok := a.decrypted[path]; ok {
 		a.mu.Unlock()
@@ -208,7 +215,7 @@ func (a *authenticator) identityFile(path string, hop profiles.SSHSettings) (ssh
 
 // decrypt asks for path's passphrase (NumberOfPasswordPrompts tries) and
 // remembers the result for the rest of the run.
-func (a *authenticator) decrypt(l *lazySigner, s profiles.SSHSettings) (ssh.Signer, error) {
+func (a *Authenticator) decrypt(l *lazySigner, s profiles.SSHSettings) (ssh.Signer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if signer, ok := a.decrypted[l.path]; ok {
@@ -237,17 +244,22 @@ func (a *authenticator) decrypt(l *lazySigner, s profiles.SSHSettings) (ssh.Sign
 		if !errors.Is(err, x509.IncorrectPasswordError) {
 			break
 		}
-		err = fmt.Errorf("wrong passphrase for %s", l.path)
+		err = fmt.Errorf("%w for %s", errWrongPassphrase, l.path)
 	}
 	err = fmt.Errorf("identity file %s: %w", l.path, err)
 	a.failed[l.path] = err
 	return nil, err
 }
 
+// errWrongPassphrase: every passphrase typed for an identity file was
+// wrong. x/crypto passes the signer's error up through the handshake, so
+// the dial can tell it from the server refusing the key.
+var errWrongPassphrase = errors.New("wrong passphrase")
+
 // lazySigner stands for an encrypted identity file until the server has
 // accepted its public key; only then does Sign ask for the passphrase.
 type lazySigner struct {
-	a    *authenticator
+	a    *Authenticator
 	path string
 	pub  ssh.PublicKey
 	pem  []byte
@@ -296,8 +308,8 @@ func containsKey(list [][]byte, k []byte) bool {
 
 // note tells the user something about trust they should know (a host key
 // was recorded); it goes to the session's stderr even under -q.
-func (a *authenticator) note(format string, args ...any) {
-	if a.log != nil {
-		a.log.always(format, args...)
+func (a *Authenticator) note(format string, args ...any) {
+	if a.Note != nil {
+		a.Note(format, args...)
 	}
 }

@@ -1,4 +1,4 @@
-package launcher
+package sshx
 
 import (
 	"bytes"
@@ -19,10 +19,11 @@ import (
 // once instead of hanging on a prompt nobody sees.
 var errNoPrompt = errors.New("cannot ask: no terminal (and no SSH_ASKPASS)")
 
-// prompter asks the user one question. With echo false the answer is not
-// shown as it is typed.
-type prompter interface {
-	ask(question string, echo bool) (string, error)
+// Prompter asks the user one question. With echo false the answer is not
+// shown as it is typed. An error means there is nobody to ask: the dial
+// then fails at once instead of hanging.
+type Prompter interface {
+	Ask(question string, echo bool) (string, error)
 }
 
 // promptEnv is what decides how kq may ask, read once per run.
@@ -31,6 +32,12 @@ type promptEnv struct {
 	askpass         string // SSH_ASKPASS
 	require         string // SSH_ASKPASS_REQUIRE: "", never, prefer, force
 	display         bool   // DISPLAY or WAYLAND_DISPLAY set
+}
+
+// NewPrompter picks how kq asks, from the environment and whether stdin
+// is a terminal (see newPrompter). Release it with ClosePrompter.
+func NewPrompter(stdinIsTerminal bool) Prompter {
+	return newPrompter(promptEnvFromOS(stdinIsTerminal))
 }
 
 func promptEnvFromOS(stdinIsTerminal bool) promptEnv {
@@ -46,7 +53,7 @@ func promptEnvFromOS(stdinIsTerminal bool) promptEnv {
 // askpass program, prefer uses it when a display is set, never forbids it;
 // otherwise the terminal is used when there is one, and the askpass program
 // when there is none but a display is set.
-func newPrompter(e promptEnv) prompter {
+func newPrompter(e promptEnv) Prompter {
 	askpass := e.askpass
 	if e.require == "never" {
 		askpass = ""
@@ -67,7 +74,7 @@ func newPrompter(e promptEnv) prompter {
 
 type noPrompter struct{}
 
-func (noPrompter) ask(string, bool) (string, error) { return "", errNoPrompt }
+func (noPrompter) Ask(string, bool) (string, error) { return "", errNoPrompt }
 
 // ttyPrompter asks on the controlling terminal, not on stdin/stdout, which
 // belong to the frontend.
@@ -91,7 +98,7 @@ func openTTY() *ttyPrompter {
 	return &ttyPrompter{in: f, out: f}
 }
 
-func (t *ttyPrompter) ask(question string, echo bool) (string, error) {
+func (t *ttyPrompter) Ask(question string, echo bool) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, err := io.WriteString(t.out, question); err != nil {
@@ -133,7 +140,7 @@ type askpassPrompter struct {
 	program string
 }
 
-func (a *askpassPrompter) ask(question string, echo bool) (string, error) {
+func (a *askpassPrompter) Ask(question string, echo bool) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cmd := exec.Command(a.program, strings.TrimSpace(question))
@@ -151,8 +158,9 @@ func (a *askpassPrompter) ask(question string, echo bool) (string, error) {
 	return strings.TrimRight(string(out), "\r\n"), nil
 }
 
-// closeTTY releases the terminal prompter's file, if it opened one.
-func closePrompter(p prompter) {
+// ClosePrompter releases the terminal a prompter from NewPrompter opened,
+// if it opened one.
+func ClosePrompter(p Prompter) {
 	if t, ok := p.(*ttyPrompter); ok && t.in != os.Stdin {
 		t.in.Close()
 	}

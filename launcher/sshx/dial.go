@@ -1,9 +1,18 @@
-package launcher
+// Package sshx is kq's SSH transport: a chain of hops (ProxyJump) dialled
+// over one TCP connection from here, each hop host-key checked against its
+// known_hosts and authenticated with the agent, identity files,
+// passphrases, passwords or keyboard-interactive; prompts that never hang
+// (a terminal, SSH_ASKPASS, or an immediate failure); and keepalives with
+// timers, because an x/crypto/ssh request blocks for ever on a dead link.
+// It knows nothing of kernels or sessions: it gets resolved
+// profiles.SSHSettings and marks its errors with package kinds.
+package sshx
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -11,27 +20,28 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kq-dev/kq/launcher/kinds"
 	"github.com/kq-dev/kq/profiles"
 	"golang.org/x/crypto/ssh"
 )
 
-// DefaultConnectTimeout bounds TCP connect plus SSH handshake when the ssh
+// defaultConnectTimeout bounds TCP connect plus SSH handshake when the ssh
 // config sets no ConnectTimeout, so an unreachable host never hangs kq.
-const DefaultConnectTimeout = 20 * time.Second
+const defaultConnectTimeout = 20 * time.Second
 
-// hopName describes a hop in errors: its name, its place in the chain and
+// HopName describes a hop in errors: its name, its place in the chain and
 // the settings it was resolved to, so a failure says which machine and
 // which key, user and known_hosts were involved.
-func hopName(s profiles.SSHSettings, i, n int) string {
+func HopName(s profiles.SSHSettings, i, n int) string {
 	role := "host"
 	if i < n-1 {
 		role = fmt.Sprintf("jump host %d of %d", i+1, n-1)
 	}
-	ids := existing(s.IdentityFiles)
+	ids := Existing(s.IdentityFiles)
 	if len(ids) == 0 {
 		ids = []string{"none found"}
 	}
-	kh := existing(s.KnownHostsFiles())
+	kh := Existing(s.KnownHostsFiles())
 	if len(kh) == 0 {
 		kh = []string{"none found"}
 	}
@@ -39,9 +49,10 @@ func hopName(s profiles.SSHSettings, i, n int) string {
 		strings.Join(ids, " "), strings.Join(kh, " "))
 }
 
-// existing filters paths to the files that exist: ssh -G lists every
-// default identity file whether it is there or not.
-func existing(paths []string) []string {
+// Existing filters paths to the files that exist: ssh -G lists every
+// default identity file whether it is there or not. A dry run shows what a
+// dial would use with it.
+func Existing(paths []string) []string {
 	var out []string
 	for _, p := range paths {
 		if _, err := os.Stat(p); err == nil {
@@ -51,18 +62,25 @@ func existing(paths []string) []string {
 	return out
 }
 
-// chain is the SSH connections of a session, outermost first; the last one
-// is the host's.
-type chain struct {
+// Chain is the SSH connections of a session, outermost first; the last one
+// is the host's. All of them ride on one TCP connection from here.
+type Chain struct {
 	clients []*ssh.Client
 }
 
-// host is the connection to the profile's host.
-func (c *chain) host() *ssh.Client { return c.clients[len(c.clients)-1] }
+// NewChain makes a chain of connections already made, outermost first,
+// so that code written for a dialled chain can run on a bare connection.
+func NewChain(clients ...*ssh.Client) *Chain {
+	return &Chain{clients: clients}
+}
+
+// Host is the connection to the profile's host, the last hop.
+func (c *Chain) Host() *ssh.Client { return c.clients[len(c.clients)-1] }
 
 // Close closes the connections innermost first, as each one rides on the
-// one before it.
-func (c *chain) Close() error {
+// one before it. Connections already closed (by a watch that found the
+// link dead, say) are not an error.
+func (c *Chain) Close() error {
 	var errs []error
 	for i := len(c.clients) - 1; i >= 0; i-- {
 		if err := ignoreClosed(c.clients[i].Close()); err != nil {
@@ -72,20 +90,30 @@ func (c *chain) Close() error {
 	return errors.Join(errs...)
 }
 
-// dialChain opens the hops in order over one TCP connection from here: the
+// ignoreClosed drops the errors of closing what is already closed.
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Dial opens the hops in order over one TCP connection from here: the
 // first by TCP, each next one as a direct-tcpip channel through the one
 // before. Each hop is host-key checked under its own name. A session is
 // started on every jump host's connection: sshd switches Nagle's algorithm
 // off only once a session exists, and a forwarding-only hop otherwise
 // delays every small message by tens of milliseconds.
-func dialChain(ctx context.Context, a *authenticator, hops []profiles.SSHSettings) (*chain, error) {
-	c := &chain{}
+// A failure is marked with a kind (kinds.Auth, kinds.HostKey,
+// kinds.Forward, kinds.Interrupted, kinds.Connect) and names the hop.
+func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*Chain, error) {
+	c := &Chain{}
 	for i, s := range hops {
 		var via *ssh.Client
 		if i > 0 {
 			via = c.clients[i-1]
 		}
-		client, err := dialHop(ctx, a, via, s, hopName(s, i, len(hops)))
+		client, err := dialHop(ctx, a, via, s, HopName(s, i, len(hops)))
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -113,10 +141,10 @@ func nudgeNoDelay(c *ssh.Client) {
 // directly (via == nil) or through via. Connect and handshake share one
 // deadline, which stands still while the user answers a prompt; ctx
 // cancels all of it.
-func dialHop(ctx context.Context, a *authenticator, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, error) {
+func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, error) {
 	timeout := s.ConnectTimeout
 	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
+		timeout = defaultConnectTimeout
 	}
 	cb, algos, err := a.hostKeyCallback(s)
 	if err != nil {
@@ -239,45 +267,54 @@ func connect(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error
 	}
 }
 
+// classifyConnect names what went wrong before SSH spoke and marks it
+// with its kind.
 func classifyConnect(ctx context.Context, name string, err error) error {
 	var oce *ssh.OpenChannelError
 	switch {
 	case ctx.Err() != nil:
-		return withKind(ErrInterrupted, "", fmt.Errorf("connect to %s: %w", name, ctx.Err()))
+		return kinds.With(kinds.Interrupted, "", fmt.Errorf("connect to %s: %w", name, ctx.Err()))
 	case errors.As(err, &oce) && oce.Reason == ssh.Prohibited:
-		return withKind(ErrForward, "the jump host's sshd_config has AllowTcpForwarding no (or a PermitOpen that excludes this host)",
+		return kinds.With(kinds.Forward, "the jump host's sshd_config has AllowTcpForwarding no (or a PermitOpen that excludes this host)",
 			fmt.Errorf("connect to %s: the jump host before it forbids TCP forwarding: %w", name, err))
 	case errors.As(err, &oce):
-		return withKind(errConnect, "the jump host could not reach it: check HostName and Port as seen from the jump host",
+		return kinds.With(kinds.Connect, "the jump host could not reach it: check HostName and Port as seen from the jump host",
 			fmt.Errorf("connect to %s through the jump host: %w", name, err))
 	case errors.Is(err, context.DeadlineExceeded):
-		return withKind(errConnect, "the host did not answer in time; check the address, or raise ConnectTimeout",
+		return kinds.With(kinds.Connect, "the host did not answer in time; check the address, or raise ConnectTimeout",
 			fmt.Errorf("connect to %s: timed out", name))
 	}
-	return withKind(errConnect, "check the host name and port, and that sshd runs there",
+	return kinds.With(kinds.Connect, "check the host name and port, and that sshd runs there",
 		fmt.Errorf("connect to %s: %w", name, err))
 }
 
+// classifyHandshake names what went wrong in an SSH handshake and marks it
+// with its kind.
 func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
 	switch {
 	case errors.As(err, &he):
-		return withKind(ErrHostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
+		return kinds.With(kinds.HostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
 	case ctx.Err() != nil:
-		return withKind(ErrInterrupted, "", fmt.Errorf("%s: %w", where, ctx.Err()))
+		return kinds.With(kinds.Interrupted, "", fmt.Errorf("%s: %w", where, ctx.Err()))
+	// The server's disconnect message is text only: x/crypto's
+	// disconnect type is unexported and its reason code (2, protocol
+	// error) says nothing of why.
 	case strings.Contains(err.Error(), "Too many authentication failures"):
-		return withKind(ErrAuth, "too many keys were offered before the right one (the agent holds many?); "+
+		return kinds.With(kinds.Auth, "too many keys were offered before the right one (the agent holds many?); "+
 			"set IdentitiesOnly yes and IdentityFile for this host in ssh config",
 			fmt.Errorf("%s: server refused after too many authentication attempts", where))
 	case errors.Is(err, errNoPrompt):
-		return withKind(ErrAuth, "load the key into ssh-agent (ssh-add), run kq from a terminal, or set SSH_ASKPASS",
+		return kinds.With(kinds.Auth, "load the key into ssh-agent (ssh-add), run kq from a terminal, or set SSH_ASKPASS",
 			fmt.Errorf("%s: authentication needs an answer kq cannot ask for: %w", where, err))
-	case strings.Contains(err.Error(), "unable to authenticate") || strings.Contains(err.Error(), "wrong passphrase"):
-		return withKind(ErrAuth, "check that your public key is in the server's authorized_keys, or that ssh-agent holds the right key",
+	// "unable to authenticate" is x/crypto's own text for having run out
+	// of methods; it has no type.
+	case errors.Is(err, errWrongPassphrase) || strings.Contains(err.Error(), "unable to authenticate"):
+		return kinds.With(kinds.Auth, "check that your public key is in the server's authorized_keys, or that ssh-agent holds the right key",
 			fmt.Errorf("%s: server refused every key offered", where))
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return withKind(errConnect, "the host accepted TCP but did not complete the SSH handshake in time",
+		return kinds.With(kinds.Connect, "the host accepted TCP but did not complete the SSH handshake in time",
 			fmt.Errorf("%s: handshake timed out", where))
 	}
-	return withKind(errConnect, "", fmt.Errorf("%s: %w", where, err))
+	return kinds.With(kinds.Connect, "", fmt.Errorf("%s: %w", where, err))
 }

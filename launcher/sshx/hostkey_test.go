@@ -1,4 +1,4 @@
-package launcher
+package sshx
 
 import (
 	"crypto/ed25519"
@@ -65,7 +65,7 @@ func TestUnknownHostFingerprint(t *testing.T) {
 			s := profiles.SSHSettings{Alias: "h", StrictHostKeyChecking: "ask", UserKnownHostsFiles: []string{kh}}
 			p := &scripted{answers: tc.answers}
 			he := &hostKeyError{address: "h:22", keyType: key.Type(), fingerprint: fp}
-			err := newAuthenticator(p).unknownHost(s, he, "h:22", key)
+			err := NewAuthenticator(p).unknownHost(s, he, "h:22", key)
 			data, _ := os.ReadFile(kh)
 			recorded := strings.Contains(string(data), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))))
 			if tc.ok && (err != nil || !recorded) {

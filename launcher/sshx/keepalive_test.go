@@ -1,0 +1,59 @@
+package sshx
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kq-dev/kq/launcher/internal/sshtest"
+)
+
+// TestLinkWatch: on a link that stops answering, the watch finds it dead
+// within interval × (count + 1) and closes the connection, and a question
+// at the end is answered "dead" within interval × count; a live link
+// answers.
+func TestLinkWatch(t *testing.T) {
+	const interval, count = 100 * time.Millisecond, 2
+	const slack = 5 * time.Second
+	t.Run("dead", func(t *testing.T) {
+		c := sshtest.Dead(t, false)
+		w := WatchLink(NewChain(c), interval, count)
+		defer w.Stop()
+		select {
+		case <-w.dead:
+		case <-time.After(interval*(count+1) + slack):
+			t.Fatal("dead link not found")
+		}
+		if !errors.Is(w.err, ErrLinkDead) {
+			t.Fatalf("err = %v", w.err)
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- c.Wait() }()
+		select {
+		case <-closed:
+		case <-time.After(slack):
+			t.Fatal("the watch did not close the dead connection")
+		}
+	})
+	t.Run("answers dead", func(t *testing.T) {
+		c := sshtest.Dead(t, false)
+		w := WatchLink(NewChain(c), time.Hour, count) // no keepalive of its own yet
+		defer w.Stop()
+		w.interval = interval
+		t0 := time.Now()
+		if err := w.Answers(); !errors.Is(err, ErrLinkDead) {
+			t.Fatalf("Answers() = %v on a dead link", err)
+		}
+		if d := time.Since(t0); d > interval*count+slack {
+			t.Fatalf("Answers() took %s", d)
+		}
+	})
+	t.Run("answers alive", func(t *testing.T) {
+		c := sshtest.Dead(t, true)
+		w := WatchLink(NewChain(c), interval, count)
+		defer w.Stop()
+		if err := w.Answers(); err != nil {
+			t.Fatalf("Answers() = %v on a live link", err)
+		}
+	})
+}
