@@ -30,13 +30,25 @@ func newTopology(t *testing.T) *topology {
 	t.Helper()
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	n, _ := rand.Int(rand.Reader, big.NewInt(100))
-	tp := &topology{t: t, id: hex.EncodeToString(b), base: 100 + int(n.Int64())}
+	tp := &topology{t: t, id: hex.EncodeToString(b)}
 	// Everything of this topology's 10.base.0.0/16 that the root namespace
 	// is not directly linked to is unreachable from here by a local route,
-	// so no packet for a test host ever takes the default route out.
-	block := fmt.Sprintf("10.%d.0.0/16", tp.base)
-	tp.ip("route", "add", "unreachable", block)
+	// so no packet for a test host ever takes the default route out. Adding
+	// that route also claims the block: a topology of another test run on
+	// this machine at the same time has a block of its own.
+	var block string
+	for try := 0; ; try++ {
+		n, _ := rand.Int(rand.Reader, big.NewInt(100))
+		tp.base = 100 + int(n.Int64())
+		block = fmt.Sprintf("10.%d.0.0/16", tp.base)
+		out, err := exec.Command("/usr/sbin/ip", "route", "add", "unreachable", block).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if try == 50 || !strings.Contains(string(out), "File exists") {
+			t.Fatalf("ip route add unreachable %s: %v\n%s", block, err, out)
+		}
+	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("/usr/sbin/ip", "route", "del", "unreachable", block).CombinedOutput(); err != nil {
 			t.Errorf("ip route del %s: %v %s", block, err, out)

@@ -4,52 +4,66 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
+	"github.com/kq-dev/kq/launcher/remote"
 	"github.com/kq-dev/kq/launcher/sshx"
+	"github.com/kq-dev/kq/profiles"
 )
 
-// setChain makes ch the session's connection and starts watching it; the
-// previous connection's watch stops.
-func (s *session) setChain(ch *sshx.Chain) {
-	interval, count := s.keepaliveSettings()
-	w := sshx.WatchLink(ch, interval, count)
-	s.mu.Lock()
-	old := s.watch
-	s.ch, s.watch = ch, w
-	s.mu.Unlock()
+// keepaliveSettings picks the profile's values, else ssh config's
+// ServerAliveInterval/CountMax, else the defaults.
+func keepaliveSettings(p profiles.Profile, host profiles.SSHSettings) (interval time.Duration, count int) {
+	interval, count = p.Keepalive, p.KeepaliveCount
+	if interval <= 0 {
+		interval = host.ServerAliveInterval
+	}
+	if interval <= 0 {
+		interval = DefaultKeepalive
+	}
+	if count <= 0 {
+		count = host.ServerAliveCountMax
+	}
+	if count <= 0 {
+		count = DefaultKeepaliveCount
+	}
+	return interval, count
+}
+
+// watch starts keepalives on ch, from its dial on.
+func (s *session) watch(ch *sshx.Chain) *sshx.LinkWatch {
+	interval, count := keepaliveSettings(s.o.Profile, s.hops[len(s.hops)-1])
+	return sshx.WatchLink(ch, interval, count)
+}
+
+// setChain makes ch, watched, and hold the session's live link at once;
+// the previous connection's watch stops.
+func (s *session) setChain(ch *sshx.Chain, hold *remote.Hold) {
+	old := s.cur.Swap(&link{ch: ch, watch: s.watch(ch), hold: hold})
 	if old != nil {
-		old.Stop()
+		old.watch.Stop()
 	}
 }
 
-// link is the current connection's watch; nil before the first dial.
-func (s *session) link() *sshx.LinkWatch {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.watch
-}
-
-// closeChain stops watching the current connection and closes it.
+// closeChain stops watching the live connection and closes it.
 func (s *session) closeChain() error {
-	if w := s.link(); w != nil {
-		w.Stop()
-	}
-	ch, _ := s.current()
-	return ch.Close()
+	l := s.now()
+	l.watch.Stop()
+	return l.ch.Close()
 }
 
 // endOnDeadLink ends the session, with the dead link as its cause, when
 // the link dies before the monitor takes over: a start is not reconnected
 // half-way. The returned function stops it (once; later calls are no-ops).
 func (s *session) endOnDeadLink(ctx context.Context, cancel context.CancelCauseFunc) func() error {
-	w := s.link()
+	w := s.now().watch
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		select {
 		case <-w.Dead():
 			s.linkEnded.Store(true)
-			cancel(s.deadLinkError(w.Err()))
+			cancel(deadLinkError(s.hostAlias(), w.Err()))
 		case <-stop:
 		case <-ctx.Done():
 		}
@@ -61,10 +75,10 @@ func (s *session) endOnDeadLink(ctx context.Context, cancel context.CancelCauseF
 	}
 }
 
-// deadLinkError is the error of a session ended by its dead link.
-func (s *session) deadLinkError(err error) error {
+// deadLinkError is the error of a session or an op ended by a dead link.
+func deadLinkError(host string, err error) error {
 	return withKind(errConnect, "the network to the host went away; a kernel kq started stops by itself after linger",
-		fmt.Errorf("link to %s is dead: %w", s.hops[len(s.hops)-1].Alias, err))
+		fmt.Errorf("link to %s is dead: %w", host, err))
 }
 
 // linkDeadAtEnd says whether the link is dead now that the session ends,
@@ -74,19 +88,18 @@ func (s *session) deadLinkError(err error) error {
 // ended the session with its own error.
 func (s *session) linkDeadAtEnd() bool {
 	s.endCheck.Do(func() {
-		w := s.link()
-		if w == nil {
+		l := s.now()
+		if l == nil {
 			return
 		}
-		err := w.Answers()
+		err := l.watch.Answers()
 		if err == nil {
 			return
 		}
 		s.deadAtEnd = true
-		ch, _ := s.current()
-		ch.Close()
+		l.ch.Close()
 		if !s.linkEnded.Load() {
-			s.log.always("link to %s is dead (%v); %s", s.hops[len(s.hops)-1].Alias, err, s.deadLinkFate())
+			s.log.always("link to %s is dead (%v); %s", s.hostAlias(), err, s.deadLinkFate())
 		}
 	})
 	return s.deadAtEnd
@@ -95,39 +108,33 @@ func (s *session) linkDeadAtEnd() bool {
 // deadLinkFate says what becomes of the kernel that kq lets go of without
 // a word to the server.
 func (s *session) deadLinkFate() string {
-	_, rk := s.current()
 	p := s.o.Profile
 	switch {
-	case rk == nil:
+	case s.now().hold == nil:
 		return "the kernel is left running"
 	case s.ownsKernel():
 		return fmt.Sprintf("the server stops the kernel by itself after linger (%s)", p.Linger)
-	case s.o.Attach == nil && (p.Keep || s.o.Detach):
-		return fmt.Sprintf("the kernel stays up: kq attach %s %s once the link is back", p.Name, s.id)
+	case s.kept():
+		return fmt.Sprintf("the kernel stays up: kq attach %s %s once the link is back", p.Name, s.k.id)
 	}
 	return "the kernel is left as it was before kq attached"
 }
 
-// orDeadLink is err, or the dead link's error when the link died under
-// the step that returned it: a remote op cut short by the closed
-// connection may return nothing and no error.
-func (s *session) orDeadLink(err error) error {
-	if lerr := s.linkDied(); lerr != nil {
-		return lerr
-	}
-	return err
-}
-
-// linkDied is the dead link's error once the current connection's watch
-// has found it dead, else nil.
+// linkDied is the dead link's error once the live connection's watch has
+// found it dead, else nil.
 func (s *session) linkDied() error {
-	w := s.link()
-	if w == nil {
+	l := s.now()
+	if l == nil {
 		return nil
 	}
+	return diedError(l.watch, s.hostAlias())
+}
+
+// diedError is the dead link's error once w has found it dead, else nil.
+func diedError(w *sshx.LinkWatch, host string) error {
 	select {
 	case <-w.Dead():
-		return s.deadLinkError(w.Err())
+		return deadLinkError(host, w.Err())
 	default:
 		return nil
 	}

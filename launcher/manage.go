@@ -27,25 +27,41 @@ import (
 type KernelEntry = remote.Entry
 
 // manager is a connection to a profile's host for the kernel-management
-// commands (ls, attach's lookup, stop, interrupt, restart).
+// commands (ls, stop, interrupt, restart): a watched chain and the remote
+// ops, no session.
 type manager struct {
-	s *session
+	o     Options
+	log   reporter
+	host  string
+	ch    *sshx.Chain
+	watch *sshx.LinkWatch
+	close func()
 }
 
 func openManager(ctx context.Context, o Options) (*manager, error) {
-	s := &session{o: o, log: reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}}
-	if _, err := s.connect(ctx); err != nil {
-		s.unwind()
+	log := reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}
+	d, err := dialProfile(ctx, o, log)
+	if err != nil {
 		return nil, err
 	}
-	return &manager{s: s}, nil
+	host := d.hops[len(d.hops)-1]
+	interval, count := keepaliveSettings(o.Profile, host)
+	m := &manager{o: o, log: log, host: host.Alias, ch: d.ch, watch: sshx.WatchLink(d.ch, interval, count)}
+	m.close = func() {
+		m.watch.Stop()
+		m.ch.Close()
+		d.closeTerminal()
+	}
+	return m, nil
 }
 
-func (m *manager) close() error { return m.s.unwind() }
-
-func (m *manager) client() *ssh.Client {
-	ch, _ := m.s.current()
-	return ch.Host()
+// orDeadLink is err, or the dead link's error when the link died under
+// the op that returned it.
+func (m *manager) orDeadLink(err error) error {
+	if lerr := diedError(m.watch, m.host); lerr != nil {
+		return lerr
+	}
+	return err
 }
 
 // List returns the kernels in the profile's runtime dir on its host.
@@ -59,16 +75,22 @@ func List(ctx context.Context, o Options) ([]KernelEntry, error) {
 }
 
 func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
-	out, err := remote.List(ctx, m.runner(), m.s.o.Profile.RuntimeDir)
-	if err = m.s.orDeadLink(err); err != nil {
-		return nil, fmt.Errorf("list kernels: %w", err)
-	}
-	m.probeForeign(out)
-	return out, nil
+	out, err := listKernels(ctx, m.ch, m.o.Profile.RuntimeDir)
+	return out, m.orDeadLink(err)
 }
 
-// runner runs remote ops on the manager's connection.
-func (m *manager) runner() remote.Runner { return remote.SSH{Client: m.client()} }
+func (m *manager) runner() remote.Runner { return remote.SSH{Client: m.ch.Host()} }
+
+// listKernels lists the kernels in runtime dir rt over ch, and finds out
+// which of the kernels kq did not start are alive.
+func listKernels(ctx context.Context, ch *sshx.Chain, rt string) ([]KernelEntry, error) {
+	out, err := remote.List(ctx, remote.SSH{Client: ch.Host()}, rt)
+	if err != nil {
+		return nil, fmt.Errorf("list kernels: %w", err)
+	}
+	probeForeign(ch.Host(), out)
+	return out, nil
+}
 
 // probeParallel bounds how many heartbeat probes run at once: a crowded
 // runtime dir of kernels that silently drop packets costs seconds, not
@@ -77,7 +99,7 @@ const probeParallel = 16
 
 // probeForeign marks kernels kq did not start alive if their heartbeat
 // port accepts a connection, probing several at once.
-func (m *manager) probeForeign(entries []KernelEntry) {
+func probeForeign(c *ssh.Client, entries []KernelEntry) {
 	sem := make(chan struct{}, probeParallel)
 	var wg sync.WaitGroup
 	for i := range entries {
@@ -92,7 +114,7 @@ func (m *manager) probeForeign(entries []KernelEntry) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if c, err := dialTimeout(m.client(), addr, 5*time.Second); err == nil {
+			if c, err := dialTimeout(c, addr, 5*time.Second); err == nil {
 				c.Close()
 				e.Alive = true
 			}
@@ -116,7 +138,7 @@ type attachTarget struct {
 }
 
 // resolveAttach finds the kernel a attach names.
-func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarget) (attachTarget, error) {
+func resolveAttach(ctx context.Context, ch *sshx.Chain, rt string, a *AttachTarget) (attachTarget, error) {
 	if a.JSON != nil {
 		data, err := extractJSON(a.JSON)
 		if err != nil {
@@ -124,10 +146,7 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 		}
 		return attachTarget{json: data}, nil
 	}
-	m := &manager{s: &session{}}
-	m.s.ch = sshx.NewChain(c)
-	m.s.o.Profile.RuntimeDir = rt
-	entries, err := m.list(ctx)
+	entries, err := listKernels(ctx, ch, rt)
 	if err != nil {
 		return attachTarget{}, err
 	}
@@ -144,7 +163,7 @@ func resolveAttach(ctx context.Context, c *ssh.Client, rt string, a *AttachTarge
 	if !strings.Contains(a.Ref, "/") {
 		return attachTarget{}, err
 	}
-	data, err := remote.Cat(ctx, remote.SSH{Client: c}, a.Ref)
+	data, err := remote.Cat(ctx, remote.SSH{Client: ch.Host()}, a.Ref)
 	if err != nil {
 		return attachTarget{}, err
 	}
@@ -233,7 +252,7 @@ func Stop(ctx context.Context, o Options, refs []string, allKQ bool) error {
 			errs = append(errs, fmt.Errorf("stop %s: %w", e.ID, err))
 			continue
 		}
-		m.s.log.always("stopped kernel %s (%s)", e.ID, e.File)
+		m.log.always("stopped kernel %s (%s)", e.ID, e.File)
 	}
 	return errors.Join(errs...)
 }
@@ -252,17 +271,17 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 		if acked {
 			grace = 3 * time.Second
 		}
-		return m.s.orDeadLink(remote.StopKernel(ctx, m.runner(), path.Dir(e.File), e.ID, grace))
+		return m.orDeadLink(remote.StopKernel(ctx, m.runner(), path.Dir(e.File), e.ID, grace))
 	}
 	if e.Alive && !acked {
 		return withKind(ErrKernel, "kq can only signal kernels it started", errors.New("the kernel did not answer shutdown_request"))
 	}
-	return m.s.orDeadLink(remote.Remove(ctx, m.runner(), e.File))
+	return m.orDeadLink(remote.Remove(ctx, m.runner(), e.File))
 }
 
 // withForward runs fn with a temporary local forward to one kernel port.
 func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint string) error) error {
-	fw, err := forward.Listen(forward.SSH{Client: m.client()}, []forward.Target{{Name: "port", Host: forwardHost("auto", info.IP), Port: port}})
+	fw, err := forward.Listen(forward.SSH{Client: m.ch.Host()}, []forward.Target{{Name: "port", Host: forwardHost("auto", info.IP), Port: port}})
 	if err != nil {
 		return err
 	}
@@ -274,12 +293,12 @@ func (m *manager) withForward(info *connfile.Info, port int, fn func(endpoint st
 // interrupt a remote kernel themselves.
 func Interrupt(ctx context.Context, o Options, ref string) error {
 	return kqOp(ctx, o, ref, func(m *manager, e KernelEntry) error {
-		err := m.s.orDeadLink(remote.Interrupt(ctx, m.runner(), path.Dir(e.File), e.ID))
+		err := m.orDeadLink(remote.Interrupt(ctx, m.runner(), path.Dir(e.File), e.ID))
 		if errors.Is(err, remote.ErrGone) {
 			return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
 		}
 		if err == nil {
-			m.s.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
+			m.log.always("interrupted kernel %s (pid %d)", e.ID, e.PID)
 		}
 		return err
 	})
@@ -291,7 +310,7 @@ func Interrupt(ctx context.Context, o Options, ref string) error {
 func Restart(ctx context.Context, o Options, ref string) error {
 	return kqOp(ctx, o, ref, func(m *manager, e KernelEntry) error {
 		pid, err := remote.Restart(ctx, m.runner(), path.Dir(e.File), e.ID)
-		if err = m.s.orDeadLink(err); errors.Is(err, remote.ErrGone) {
+		if err = m.orDeadLink(err); errors.Is(err, remote.ErrGone) {
 			return withKind(ErrKernel, "", fmt.Errorf("kernel %s is not running", e.ID))
 		}
 		if err != nil {
@@ -310,7 +329,7 @@ func Restart(ctx context.Context, o Options, ref string) error {
 		if err != nil {
 			return withKind(ErrKernel, "", fmt.Errorf("restarted kernel %s does not answer: %w", e.ID, err))
 		}
-		m.s.log.always("restarted kernel %s (pid %d)", e.ID, pid)
+		m.log.always("restarted kernel %s (pid %d)", e.ID, pid)
 		return nil
 	})
 }

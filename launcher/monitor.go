@@ -20,55 +20,18 @@ const (
 	reconnectCap          = 8 * time.Second
 )
 
-// keepaliveSettings picks the profile's values, else ssh config's
-// ServerAliveInterval/CountMax, else the defaults.
-func (s *session) keepaliveSettings() (time.Duration, int) {
-	p, host := s.o.Profile, s.hops[len(s.hops)-1]
-	interval, count := p.Keepalive, p.KeepaliveCount
-	if interval <= 0 {
-		interval = host.ServerAliveInterval
-	}
-	if interval <= 0 {
-		interval = DefaultKeepalive
-	}
-	if count <= 0 {
-		count = host.ServerAliveCountMax
-	}
-	if count <= 0 {
-		count = DefaultKeepaliveCount
-	}
-	return interval, count
-}
-
 // monitor watches the session while the frontend runs: the kernel's death
 // ends it (exit 7); a dead link or a lost server session leads to a
 // reconnect that keeps the local ports; a reconnect that cannot succeed
 // ends the session with its reason.
 func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 	for {
-		_, rk := s.current()
-		w := s.link()
-		var died, lost <-chan struct{}
-		if rk != nil {
-			died, lost = rk.Died(), rk.Done()
-		}
-		var why error
-		select {
-		case <-ctx.Done():
-			return
-		case <-died:
+		why, died := s.waitTrouble(ctx)
+		switch {
+		case died:
 			cancel(errKernelDied)
 			return
-		case <-w.Dead():
-			why = w.Err()
-		case <-lost:
-			if rk.EndedByDeath() {
-				cancel(errKernelDied)
-				return
-			}
-			why = errors.New("the server ended kq's session")
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return
 		}
 		if err := s.reconnect(ctx, why); err != nil {
@@ -81,72 +44,102 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 	}
 }
 
+// waitTrouble waits until the live link dies, the server ends kq's
+// session, or the kernel dies (died), or ctx ends.
+func (s *session) waitTrouble(ctx context.Context) (why error, died bool) {
+	l := s.now()
+	var diedC, lost <-chan struct{}
+	if l.hold != nil {
+		diedC, lost = l.hold.Died(), l.hold.Done()
+	}
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case <-diedC:
+		return nil, true
+	case <-l.watch.Dead():
+		return l.watch.Err(), false
+	case <-lost:
+		if l.hold.EndedByDeath() {
+			return nil, true
+		}
+		return errors.New("the server ended kq's session"), false
+	}
+}
+
 // reconnect re-dials the whole chain with capped, jittered backoff and
 // takes hold of the kernel again, keeping the local listeners (and so the
 // frontend's ports). Authentication and host-key failures are not retried;
 // after linger the kernel has stopped itself, so kq stops trying.
 func (s *session) reconnect(ctx context.Context, why error) error {
-	host := s.hops[len(s.hops)-1]
 	lost := time.Now()
-	s.log.always("connection to %s lost (%v); reconnecting", host.Alias, why)
-	old, oldRK := s.current()
-	old.Close()
-	s.mu.Lock()
-	fw := s.fw
-	s.mu.Unlock()
-	fw.DropConnections()
-	if oldRK != nil {
-		go oldRK.Close() // its session is dead; do not wait for it
+	s.log.always("connection to %s lost (%v); reconnecting", s.hostAlias(), why)
+	old := s.now()
+	old.ch.Close()
+	s.fw.DropConnections()
+	if old.hold != nil {
+		go old.hold.Close() // its session is dead; do not wait for it
 	}
 	backoff := reconnectFirst
-	limit := s.o.Profile.Linger
 	for attempt := 1; ; attempt++ {
-		if limit > 0 && time.Since(lost) > limit {
-			if s.id != "" && (s.o.Profile.Keep || s.o.Attach != nil) {
-				return withKind(ErrKernel, fmt.Sprintf("a kept kernel (--keep, --detach) is still there: kq attach %s %s once the link is back",
-					s.o.Profile.Name, s.id), fmt.Errorf("no connection to %s for %s; giving up", host.Alias, since(lost)))
-			}
-			return withKind(ErrKernel, "the server stops a kernel no kq has held for linger; start a new session",
-				fmt.Errorf("no connection to %s for %s, longer than linger (%s): the kernel is gone", host.Alias,
-					since(lost), limit))
+		if err := s.tooLate(lost); err != nil {
+			return err
 		}
-		wait := backoff/2 + rand.N(backoff)
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(wait):
+		case <-time.After(backoff/2 + rand.N(backoff)):
 		}
 		backoff = min(backoff*2, reconnectCap)
-		ch, err := sshx.Dial(ctx, s.auth, s.hops)
-		if err != nil {
-			if errors.Is(err, ErrAuth) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrInterrupted) {
-				return err
-			}
-			s.log.detail("reconnect attempt %d: %v", attempt, err)
-			continue
+		done, err := s.redial(ctx, attempt, lost)
+		if done || err != nil {
+			return err
 		}
-		var rk *remote.Hold
-		if s.id != "" {
-			rk, err = s.reattach(ctx, ch)
-			if err != nil {
-				ch.Close()
-				if errors.Is(err, remote.ErrGone) {
-					return withKind(ErrKernel, "", fmt.Errorf("reconnected to %s after %s, but the kernel is gone", host.Alias, since(lost)))
-				}
-				s.log.detail("reconnect attempt %d: %v", attempt, err)
-				continue
-			}
-		}
-		s.setChain(ch)
-		if rk != nil {
-			s.mu.Lock()
-			s.rk = rk
-			s.mu.Unlock()
-		}
-		fw.SetDialer(forward.SSH{Client: ch.Host()})
-		s.log.always("reconnected to %s in %s", host.Alias, since(lost))
+	}
+}
+
+// tooLate ends the reconnects once linger has passed since the link was
+// lost: the server has stopped the kernel by then (unless kept).
+func (s *session) tooLate(lost time.Time) error {
+	limit, p := s.o.Profile.Linger, s.o.Profile
+	if limit <= 0 || time.Since(lost) <= limit {
 		return nil
 	}
+	if s.k.id != "" && (p.Keep || s.o.Attach != nil) {
+		return withKind(ErrKernel, fmt.Sprintf("a kept kernel (--keep, --detach) is still there: kq attach %s %s once the link is back",
+			p.Name, s.k.id), fmt.Errorf("no connection to %s for %s; giving up", s.hostAlias(), since(lost)))
+	}
+	return withKind(ErrKernel, "the server stops a kernel no kq has held for linger; start a new session",
+		fmt.Errorf("no connection to %s for %s, longer than linger (%s): the kernel is gone", s.hostAlias(), since(lost), limit))
+}
+
+// redial makes one attempt: dial the chain, take hold of the kernel again,
+// and swap both in at once. done is true when the session is back; an
+// error ends the reconnects.
+func (s *session) redial(ctx context.Context, attempt int, lost time.Time) (done bool, err error) {
+	ch, err := sshx.Dial(ctx, s.auth, s.hops)
+	if err != nil {
+		if errors.Is(err, ErrAuth) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrInterrupted) {
+			return false, err
+		}
+		s.log.detail("reconnect attempt %d: %v", attempt, err)
+		return false, nil
+	}
+	var h *remote.Hold
+	if s.k.id != "" {
+		if h, err = s.reattach(ctx, ch); err != nil {
+			ch.Close()
+			if errors.Is(err, remote.ErrGone) {
+				return false, withKind(ErrKernel, "", fmt.Errorf("reconnected to %s after %s, but the kernel is gone", s.hostAlias(), since(lost)))
+			}
+			s.log.detail("reconnect attempt %d: %v", attempt, err)
+			return false, nil
+		}
+	}
+	s.setChain(ch, h)
+	s.fw.SetDialer(forward.SSH{Client: ch.Host()})
+	s.log.always("reconnected to %s in %s", s.hostAlias(), since(lost))
+	return true, nil
 }
 
 // reattachTimeout bounds taking hold of the kernel again on a fresh
@@ -160,7 +153,7 @@ func (s *session) reattach(ctx context.Context, ch *sshx.Chain) (*remote.Hold, e
 	actx, acancel := context.WithTimeout(ctx, reattachTimeout)
 	defer acancel()
 	stop := context.AfterFunc(actx, func() { ch.Close() })
-	rk, err := remote.Attach(actx, remote.SSH{Client: ch.Host()}, s.rt, s.id)
+	rk, err := remote.Attach(actx, remote.SSH{Client: ch.Host()}, s.k.rt, s.k.id)
 	if !stop() { // the connection was closed under it
 		if rk != nil {
 			rk.Close()
