@@ -246,13 +246,16 @@ func (s *execServer) handleConn(c net.Conn) {
 	defer func() {
 		c.Close()
 		s.mu.Lock()
-		delete(s.conns, c)
 		fn := s.onClose
 		s.mu.Unlock()
 		if fn != nil {
 			fn()
 		}
 		s.record("conn closed")
+		// Last, so that Live() == 0 means every close is recorded.
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
 	}()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // the handshake's
 	sc, chans, reqs, err := ssh.NewServerConn(c, s.cfg)
