@@ -1,11 +1,9 @@
 package launcher
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -37,20 +35,6 @@ func TestWriteLocalFile(t *testing.T) {
 	if _, warning, err := writeLocalFile(open, "k.json", []byte("{}")); err != nil || !strings.Contains(warning, "0755") {
 		t.Errorf("no warning for a 0755 runtime dir: %q %v", warning, err)
 	}
-}
-
-// running is false for a process that is gone or a zombie (init may reap
-// the orphaned kernel late).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return syscall.Kill(pid, 0) == nil
-	}
-	s := string(b)
-	if i := strings.LastIndex(s, ") "); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
 }
 
 func TestForwardHost(t *testing.T) {
