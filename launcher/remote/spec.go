@@ -48,9 +48,9 @@ type KernelSpec struct {
 	Keep bool
 }
 
-// CommandLine is the kernel command as the remote shell runs it, with the
+// commandLine is the kernel command as the remote shell runs it, with the
 // connection file path in "$1".
-func (k KernelSpec) CommandLine() string {
+func (k KernelSpec) commandLine() string {
 	cmd := strings.TrimSpace(k.Command)
 	if k.IP != "" {
 		cmd += " --ip=" + shQuote(k.IP)
@@ -72,7 +72,7 @@ func (k KernelSpec) StartScript() string {
 	for _, key := range slices.Sorted(maps.Keys(k.Env)) {
 		lines = append(lines, "export "+key+"="+shQuote(k.Env[key]))
 	}
-	cmd := k.CommandLine()
+	cmd := k.commandLine()
 	if !strings.ContainsAny(k.Command, ";&|\n()`") {
 		if leadingAssignment.MatchString(k.Command) {
 			cmd = "env " + cmd

@@ -68,9 +68,9 @@ type Chain struct {
 	clients []*ssh.Client
 }
 
-// NewChain makes a chain of connections already made, outermost first,
+// newChain makes a chain of connections already made, outermost first,
 // so that code written for a dialled chain can run on a bare connection.
-func NewChain(clients ...*ssh.Client) *Chain {
+func newChain(clients ...*ssh.Client) *Chain {
 	return &Chain{clients: clients}
 }
 

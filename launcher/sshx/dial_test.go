@@ -99,7 +99,7 @@ func TestWrongPassphrase(t *testing.T) {
 // TestChainCloseTwice: closing a chain that is already closed (as a watch
 // closes a dead link's) is not an error.
 func TestChainCloseTwice(t *testing.T) {
-	ch := NewChain(sshtest.Dead(t, true))
+	ch := newChain(sshtest.Dead(t, true))
 	if err := ch.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,13 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// ErrLinkDead is wrapped by the errors of a link that stopped answering
+// errLinkDead is wrapped by the errors of a link that stopped answering
 // keepalives, so that a caller can tell a dead link from other failures.
-var ErrLinkDead = errors.New("no answer to keepalives")
+var errLinkDead = errors.New("no answer to keepalives")
 
 // keepalive sends a keepalive request every interval, each with its own
 // timeout (an x/crypto request blocks for ever on a dead link), and
-// returns ErrLinkDead once count in a row are unanswered: a silent link is
+// returns errLinkDead once count in a row are unanswered: a silent link is
 // found within interval × (count + 1). It returns nil when ctx ends.
 func keepalive(ctx context.Context, c *ssh.Client, interval time.Duration, count int) error {
 	t := time.NewTicker(interval)
@@ -42,13 +42,13 @@ func keepalive(ctx context.Context, c *ssh.Client, interval time.Duration, count
 		case err := <-answered:
 			timer.Stop()
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrLinkDead, err)
+				return fmt.Errorf("%w: %w", errLinkDead, err)
 			}
 			misses = 0
 		case <-timer.C:
 			misses++
 			if misses >= count {
-				return ErrLinkDead
+				return errLinkDead
 			}
 		}
 	}
@@ -90,7 +90,7 @@ func WatchLink(ch *Chain, interval time.Duration, count int) *LinkWatch {
 // Dead is closed once the link is found dead (and its chain closed).
 func (w *LinkWatch) Dead() <-chan struct{} { return w.dead }
 
-// Err is why the link is dead, wrapping ErrLinkDead. It is set only once
+// Err is why the link is dead, wrapping errLinkDead. It is set only once
 // Dead is closed; read it after that.
 func (w *LinkWatch) Err() error { return w.err }
 
@@ -102,7 +102,7 @@ func (w *LinkWatch) Stop() {
 
 // Answers asks the link for one answer now. It waits interval × count at
 // most, less when the watch finds the link dead first, and returns an
-// error wrapping ErrLinkDead when no answer came.
+// error wrapping errLinkDead when no answer came.
 func (w *LinkWatch) Answers() error {
 	answered := make(chan error, 1)
 	go func() {
@@ -114,12 +114,12 @@ func (w *LinkWatch) Answers() error {
 	select {
 	case err := <-answered:
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrLinkDead, err)
+			return fmt.Errorf("%w: %w", errLinkDead, err)
 		}
 		return nil
 	case <-w.dead:
 		return w.err
 	case <-t.C:
-		return fmt.Errorf("%w in %s", ErrLinkDead, w.interval*time.Duration(w.count))
+		return fmt.Errorf("%w in %s", errLinkDead, w.interval*time.Duration(w.count))
 	}
 }

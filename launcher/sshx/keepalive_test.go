@@ -17,14 +17,14 @@ func TestLinkWatch(t *testing.T) {
 	const slack = 5 * time.Second
 	t.Run("dead", func(t *testing.T) {
 		c := sshtest.Dead(t, false)
-		w := WatchLink(NewChain(c), interval, count)
+		w := WatchLink(newChain(c), interval, count)
 		defer w.Stop()
 		select {
 		case <-w.dead:
 		case <-time.After(interval*(count+1) + slack):
 			t.Fatal("dead link not found")
 		}
-		if !errors.Is(w.err, ErrLinkDead) {
+		if !errors.Is(w.err, errLinkDead) {
 			t.Fatalf("err = %v", w.err)
 		}
 		closed := make(chan error, 1)
@@ -37,11 +37,11 @@ func TestLinkWatch(t *testing.T) {
 	})
 	t.Run("answers dead", func(t *testing.T) {
 		c := sshtest.Dead(t, false)
-		w := WatchLink(NewChain(c), time.Hour, count) // no keepalive of its own yet
+		w := WatchLink(newChain(c), time.Hour, count) // no keepalive of its own yet
 		defer w.Stop()
 		w.interval = interval
 		t0 := time.Now()
-		if err := w.Answers(); !errors.Is(err, ErrLinkDead) {
+		if err := w.Answers(); !errors.Is(err, errLinkDead) {
 			t.Fatalf("Answers() = %v on a dead link", err)
 		}
 		if d := time.Since(t0); d > interval*count+slack {
@@ -50,7 +50,7 @@ func TestLinkWatch(t *testing.T) {
 	})
 	t.Run("answers alive", func(t *testing.T) {
 		c := sshtest.Dead(t, true)
-		w := WatchLink(NewChain(c), interval, count)
+		w := WatchLink(newChain(c), interval, count)
 		defer w.Stop()
 		if err := w.Answers(); err != nil {
 			t.Fatalf("Answers() = %v on a live link", err)
