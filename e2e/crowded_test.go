@@ -28,24 +28,7 @@ const foreignKernels = 60
 func TestCrowdedRuntimeDir(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
 	e.writeConfig(map[string]profile{"p": e.baseProfile()})
-	must(t, os.MkdirAll(e.remoteRT, 0o700))
-	foreign := map[string]string{} // id → path
-	for i := range foreignKernels {
-		// Half named as Jupyter servers name them (a uuid), half as old
-		// IPython did (a pid).
-		id := fmt.Sprintf("%d", 40000+i)
-		if i%2 == 0 {
-			id = randomUUID(t)
-		}
-		path := filepath.Join(e.remoteRT, "kernel-"+id+".json")
-		writeForeignConnFile(t, path)
-		foreign[id] = path
-	}
-	t.Cleanup(func() {
-		for _, p := range foreign {
-			os.Remove(p)
-		}
-	})
+	foreign := e.crowdRuntimeDir(t)
 
 	r, code := e.runToEnd([]string{"run", "--detach", "p"})
 	if code != 0 {
@@ -53,22 +36,7 @@ func TestCrowdedRuntimeDir(t *testing.T) {
 	}
 	id := kqID(t, e.remoteRT)
 	prefix := uniquePrefix(id, foreign)
-
-	start := time.Now()
-	entries := e.ls(t)
-	t.Logf("kq ls with %d foreign kernels took %s", foreignKernels, time.Since(start).Round(time.Millisecond))
-	if len(entries) != foreignKernels+1 {
-		t.Errorf("kq ls lists %d kernels, want %d", len(entries), foreignKernels+1)
-	}
-	kq, ok := entries[id]
-	if !ok || !kq.KQ || !kq.Alive || !kq.Kept || kq.PID == 0 {
-		t.Fatalf("kq kernel %s in ls: %+v (present %v)", id, kq, ok)
-	}
-	for fid, path := range foreign {
-		if en, ok := entries[fid]; !ok || en.KQ || en.Alive || en.File != path {
-			t.Errorf("foreign kernel %s in ls: %+v (present %v)", fid, en, ok)
-		}
-	}
+	kq := e.checkCrowdedListing(t, id, foreign)
 
 	a, code := e.runToEnd([]string{"attach", "p", prefix}, "KQ_TEST_CODE=print('attached')")
 	if code != 0 {
@@ -91,6 +59,54 @@ func TestCrowdedRuntimeDir(t *testing.T) {
 		os.Remove(path)
 	}
 	e.assertClean(nil, nil)
+}
+
+// crowdRuntimeDir fills the remote runtime dir with foreignKernels stale
+// connection files and returns them by kernel id. Half are named as Jupyter
+// servers name them (a uuid), half as old IPython did (a pid), so kq's id
+// parsing meets both. They are removed when the test ends, whatever kq did.
+func (e *env) crowdRuntimeDir(t *testing.T) map[string]string {
+	t.Helper()
+	must(t, os.MkdirAll(e.remoteRT, 0o700))
+	foreign := map[string]string{} // id → path
+	for i := range foreignKernels {
+		id := fmt.Sprintf("%d", 40000+i)
+		if i%2 == 0 {
+			id = randomUUID(t)
+		}
+		path := filepath.Join(e.remoteRT, "kernel-"+id+".json")
+		writeForeignConnFile(t, path)
+		foreign[id] = path
+	}
+	t.Cleanup(func() {
+		for _, p := range foreign {
+			os.Remove(p)
+		}
+	})
+	return foreign
+}
+
+// checkCrowdedListing holds kq ls to the crowded dir: every kernel listed,
+// the kq one alive and kept, each foreign one dead, not kq's and at its own
+// path. It returns the kq kernel's entry, whose PID the stop must end.
+func (e *env) checkCrowdedListing(t *testing.T, id string, foreign map[string]string) lsEntry {
+	t.Helper()
+	start := time.Now()
+	entries := e.ls(t)
+	t.Logf("kq ls with %d foreign kernels took %s", foreignKernels, time.Since(start).Round(time.Millisecond))
+	if len(entries) != foreignKernels+1 {
+		t.Errorf("kq ls lists %d kernels, want %d", len(entries), foreignKernels+1)
+	}
+	kq, ok := entries[id]
+	if !ok || !kq.KQ || !kq.Alive || !kq.Kept || kq.PID == 0 {
+		t.Fatalf("kq kernel %s in ls: %+v (present %v)", id, kq, ok)
+	}
+	for fid, path := range foreign {
+		if en, ok := entries[fid]; !ok || en.KQ || en.Alive || en.File != path {
+			t.Errorf("foreign kernel %s in ls: %+v (present %v)", fid, en, ok)
+		}
+	}
+	return kq
 }
 
 // writeForeignConnFile writes a connection file as ipykernel writes one

@@ -20,6 +20,25 @@ func TestHostKeyDecisionsMatchOpenSSH(t *testing.T) {
 	dir := t.TempDir()
 	ca := keygen(t, filepath.Join(dir, "host_ca"), "")
 	e := newEnv(t, sshdtest.Options{HostCA: ca})
+	for _, c := range hostKeyCases(hostKeyFixtures(t, e, dir, ca)) {
+		t.Run(c.name, func(t *testing.T) { c.run(t, e) })
+	}
+}
+
+// hostKeyFixture holds the known_hosts contents the cases are built from,
+// each of which needs the running server (its address, its host key).
+type hostKeyFixture struct {
+	plain   string // "[HOST]:PORT KEY", the line ssh itself would write
+	hashed  string // plain after ssh-keygen -H
+	caPub   string // the public half of the CA that signed the host key
+	wrong   string // a line for this server with another host key
+	revoked string // plain, plus an @revoked line for the same key
+}
+
+// hostKeyFixtures builds the fixture for e's server; the hashed form comes
+// from ssh-keygen itself, so kq is tested against OpenSSH's hashing.
+func hostKeyFixtures(t *testing.T, e *env, dir, ca string) hostKeyFixture {
+	t.Helper()
 	caPub, err := os.ReadFile(ca + ".pub")
 	must(t, err)
 	plain := "[" + e.srv.Host + "]:" + strconv.Itoa(e.srv.Port) + " " + e.srv.HostKeyLine + "\n"
@@ -32,17 +51,27 @@ func TestHostKeyDecisionsMatchOpenSSH(t *testing.T) {
 	must(t, err)
 	wrong, err := os.ReadFile(e.srv.WrongKnownHosts(t))
 	must(t, err)
+	return hostKeyFixture{plain: plain, hashed: string(hashedData), caPub: string(caPub), wrong: string(wrong),
+		revoked: plain + "@revoked * " + e.srv.HostKeyLine + "\n"}
+}
 
-	cases := []struct {
-		name, knownHosts, strict string
-		sshAccepts, kqAccepts    bool // asserted both, so a surprise in either is visible
-	}{
-		{"plain", plain, "yes", true, true},
-		{"hashed", string(hashedData), "yes", true, true},
-		{"cert-authority", "@cert-authority * " + string(caPub), "yes", true, true},
-		{"revoked", plain + "@revoked * " + e.srv.HostKeyLine + "\n", "yes", false, false},
-		{"changed", string(wrong), "yes", false, false},
-		{"changed under accept-new", string(wrong), "accept-new", false, false},
+// hostKeyCase is one known_hosts situation under one StrictHostKeyChecking
+// value, with the decision expected of each client.
+type hostKeyCase struct {
+	name, knownHosts, strict string
+	sshAccepts, kqAccepts    bool // asserted both, so a surprise in either is visible
+}
+
+// hostKeyCases lists the situations; a case where the two expectations
+// differ is one where kq is stricter than OpenSSH on purpose.
+func hostKeyCases(f hostKeyFixture) []hostKeyCase {
+	return []hostKeyCase{
+		{"plain", f.plain, "yes", true, true},
+		{"hashed", f.hashed, "yes", true, true},
+		{"cert-authority", "@cert-authority * " + f.caPub, "yes", true, true},
+		{"revoked", f.revoked, "yes", false, false},
+		{"changed", f.wrong, "yes", false, false},
+		{"changed under accept-new", f.wrong, "accept-new", false, false},
 		{"unknown under yes", "", "yes", false, false},
 		{"unknown under ask", "", "ask", false, false}, // BatchMode: nobody to ask
 		{"unknown under accept-new", "", "accept-new", true, true},
@@ -50,48 +79,51 @@ func TestHostKeyDecisionsMatchOpenSSH(t *testing.T) {
 		// Deliberate differences: OpenSSH's "no" still connects to a host
 		// whose key is revoked or changed (with password auth disabled);
 		// kq never does.
-		{"revoked under no", plain + "@revoked * " + e.srv.HostKeyLine + "\n", "no", true, false},
-		{"changed under no", string(wrong), "no", true, false},
+		{"revoked under no", f.revoked, "no", true, false},
+		{"changed under no", f.wrong, "no", true, false},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var cfgs [2]string
-			var files [2]string
-			for i, who := range []string{"ssh", "kq"} {
-				files[i] = filepath.Join(t.TempDir(), "known_hosts-"+who)
-				must(t, os.WriteFile(files[i], []byte(c.knownHosts), 0o600))
-				cfgs[i] = e.sshConfigWith("IdentityFile "+e.srv.ClientKey, "IdentitiesOnly yes",
-					"UserKnownHostsFile "+files[i], "StrictHostKeyChecking "+c.strict, "BatchMode yes")
-			}
-			ssh := exec.CommandContext(contextFor(t, time.Minute), "/usr/bin/ssh", "-F", cfgs[0], "kqtest", "true")
-			sshOut, sshErr := ssh.CombinedOutput()
-			sshAccepts := sshErr == nil
+}
 
-			p := e.baseProfile()
-			p["ssh_config"] = cfgs[1]
-			p["frontend"] = []string{"/bin/true"}
-			e.writeConfig(map[string]profile{"p": p})
-			r, code := e.runToEnd([]string{"p"})
-			kqAccepts := code == 0
-			if kqAccepts != c.kqAccepts || sshAccepts != c.sshAccepts {
-				t.Fatalf("kq accepts=%v (exit %d), ssh accepts=%v; want kq %v, ssh %v\nkq:\n%s\nssh:\n%s",
-					kqAccepts, code, sshAccepts, c.kqAccepts, c.sshAccepts, r.stderr, sshOut)
-			}
-			if !kqAccepts && code != 5 {
-				t.Errorf("refused with exit %d, want 5\n%s", code, r.stderr)
-			}
-			if c.knownHosts == "" && kqAccepts && sshAccepts {
-				// Both recorded the new key.
-				for i, f := range files {
-					data, _ := os.ReadFile(f)
-					if !strings.Contains(string(data), strings.Fields(e.srv.HostKeyLine)[1]) {
-						t.Errorf("%s did not record the key: %q", []string{"ssh", "kq"}[i], data)
-					}
-				}
-			}
-			e.assertClean(nil, nil)
-		})
+// run gives ssh and kq identical copies of the case's known_hosts, each in
+// its own file so one client's update cannot sway the other, and compares
+// their decisions; kq's refusals must exit 5, and when both accept an
+// unknown host both must have recorded its key.
+func (c hostKeyCase) run(t *testing.T, e *env) {
+	var cfgs [2]string
+	var files [2]string
+	for i, who := range []string{"ssh", "kq"} {
+		files[i] = filepath.Join(t.TempDir(), "known_hosts-"+who)
+		must(t, os.WriteFile(files[i], []byte(c.knownHosts), 0o600))
+		cfgs[i] = e.sshConfigWith("IdentityFile "+e.srv.ClientKey, "IdentitiesOnly yes",
+			"UserKnownHostsFile "+files[i], "StrictHostKeyChecking "+c.strict, "BatchMode yes")
 	}
+	ssh := exec.CommandContext(contextFor(t, time.Minute), "/usr/bin/ssh", "-F", cfgs[0], "kqtest", "true")
+	sshOut, sshErr := ssh.CombinedOutput()
+	sshAccepts := sshErr == nil
+
+	p := e.baseProfile()
+	p["ssh_config"] = cfgs[1]
+	p["frontend"] = []string{"/bin/true"}
+	e.writeConfig(map[string]profile{"p": p})
+	r, code := e.runToEnd([]string{"p"})
+	kqAccepts := code == 0
+	if kqAccepts != c.kqAccepts || sshAccepts != c.sshAccepts {
+		t.Fatalf("kq accepts=%v (exit %d), ssh accepts=%v; want kq %v, ssh %v\nkq:\n%s\nssh:\n%s",
+			kqAccepts, code, sshAccepts, c.kqAccepts, c.sshAccepts, r.stderr, sshOut)
+	}
+	if !kqAccepts && code != 5 {
+		t.Errorf("refused with exit %d, want 5\n%s", code, r.stderr)
+	}
+	if c.knownHosts == "" && kqAccepts && sshAccepts {
+		// Both recorded the new key.
+		for i, f := range files {
+			data, _ := os.ReadFile(f)
+			if !strings.Contains(string(data), strings.Fields(e.srv.HostKeyLine)[1]) {
+				t.Errorf("%s did not record the key: %q", []string{"ssh", "kq"}[i], data)
+			}
+		}
+	}
+	e.assertClean(nil, nil)
 }
 
 // TestUnknownHostPrompt: under StrictHostKeyChecking ask, kq shows the key

@@ -205,35 +205,67 @@ wait $k
 // and a host forbidding forwarding: each
 // refused with the hop named and its exit code, nothing started remotely.
 func TestHopFailures(t *testing.T) {
-	tp := newTopology(t)
-	login, noFwd, server := tp.host("login"), tp.host("nofwd"), tp.host("server")
-	_, loginAddr := tp.link("", login)
-	_, noFwdAddr := tp.link("", noFwd)
-	_, serverAddr := tp.link(login, server)
-	loginSSHD := startSSHD(t, login, loginAddr)
-	noFwdSSHD := startSSHD(t, noFwd, noFwdAddr, "AllowTcpForwarding no")
-	serverSSHD := startSSHD(t, server, serverAddr)
-	// A second sshd on server, on another port, that forbids forwarding.
-	serverNoFwd := sshdtest.Start(t, sshdtest.Options{Netns: server, ListenAddr: serverAddr, Port: 2223,
-		ExtraConfig: []string{"AllowTcpForwarding no"}})
-
+	hs := startHopServers(t)
 	e := newBareEnv(t)
 	other := filepath.Join(e.dir, "other_key")
 	if out, err := exec.Command("/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
 	wrongLine := func() string {
-		data, err := os.ReadFile(loginSSHD.WrongKnownHosts(t))
+		data, err := os.ReadFile(hs.login.WrongKnownHosts(t))
 		must(t, err)
 		return string(data)
 	}()
-	cases := []struct {
-		name  string
-		hosts []sshHost
-		kh    map[string]string
-		code  int
-		want  []string
-	}{
+	for _, c := range hopFailureCases(hs, other, wrongLine) {
+		t.Run(c.name, func(t *testing.T) { c.run(t, e) })
+	}
+}
+
+// hopServers are the sshds TestHopFailures points its hops at: login and
+// nofwd are reachable directly, server only through login, and server runs
+// a second sshd (port 2223) that forbids forwarding.
+type hopServers struct {
+	login, noFwd, server, serverNoFwd *sshdtest.Server
+	serverAddr                        string // server's address behind login
+}
+
+// startHopServers builds the topology and starts its sshds, so that every
+// failure case runs against the same real servers.
+func startHopServers(t *testing.T) hopServers {
+	t.Helper()
+	tp := newTopology(t)
+	login, noFwd, server := tp.host("login"), tp.host("nofwd"), tp.host("server")
+	_, loginAddr := tp.link("", login)
+	_, noFwdAddr := tp.link("", noFwd)
+	_, serverAddr := tp.link(login, server)
+	return hopServers{
+		login:  startSSHD(t, login, loginAddr),
+		noFwd:  startSSHD(t, noFwd, noFwdAddr, "AllowTcpForwarding no"),
+		server: startSSHD(t, server, serverAddr),
+		// A second sshd on server, on another port, that forbids forwarding.
+		serverNoFwd: sshdtest.Start(t, sshdtest.Options{Netns: server, ListenAddr: serverAddr, Port: 2223,
+			ExtraConfig: []string{"AllowTcpForwarding no"}}),
+		serverAddr: serverAddr,
+	}
+}
+
+// hopCase is one broken chain: the hosts of its ssh_config, any known_hosts
+// contents that override a host's own, and the exit code and stderr
+// fragments that must name the failing hop.
+type hopCase struct {
+	name  string
+	hosts []sshHost
+	kh    map[string]string
+	code  int
+	want  []string
+}
+
+// hopFailureCases breaks the chain at each hop in each way kq tells apart;
+// other is a client key no server accepts, wrongLine a known_hosts line
+// with another host key for login.
+func hopFailureCases(hs hopServers, other, wrongLine string) []hopCase {
+	loginSSHD, noFwdSSHD, serverSSHD, serverNoFwd := hs.login, hs.noFwd, hs.server, hs.serverNoFwd
+	return []hopCase{
 		{"login host key changed",
 			[]sshHost{{name: "login", srv: loginSSHD, key: loginSSHD.ClientKey}, {name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "login"}},
 			map[string]string{"login": wrongLine}, 5,
@@ -243,7 +275,7 @@ func TestHopFailures(t *testing.T) {
 			nil, 4, []string{"jump host 1 of 1 login (root@" + loginSSHD.Addr, "identity files " + other, "refused every key"}},
 		{"host refuses the connection",
 			[]sshHost{{name: "login", srv: loginSSHD, key: loginSSHD.ClientKey}, {name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "login", port: 2299}},
-			nil, 1, []string{"connect to host server (root@" + serverAddr + ":2299", "through the jump host", "Connection refused"}},
+			nil, 1, []string{"connect to host server (root@" + hs.serverAddr + ":2299", "through the jump host", "Connection refused"}},
 		{"jump host forbids forwarding",
 			[]sshHost{{name: "nofwd", srv: noFwdSSHD, key: noFwdSSHD.ClientKey}, {name: "server", srv: serverSSHD, key: serverSSHD.ClientKey, jump: "nofwd"}},
 			nil, 6, []string{"host server", "the jump host before it forbids TCP forwarding", "AllowTcpForwarding no"}},
@@ -251,23 +283,24 @@ func TestHopFailures(t *testing.T) {
 			[]sshHost{{name: "login", srv: loginSSHD, key: loginSSHD.ClientKey}, {name: "server", srv: serverNoFwd, key: serverNoFwd.ClientKey, jump: "login"}},
 			nil, 6, []string{"host server (root@" + serverNoFwd.Addr, "forbids TCP forwarding", "AllowTcpForwarding no"}},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg := e.writeTopologyConfig(c.hosts, c.kh)
-			e.writeConfig(map[string]profile{"gpu": e.profileFor("server", cfg)})
-			r, code := e.runToEnd([]string{"gpu"})
-			if code != c.code {
-				t.Fatalf("exit %d, want %d\n%s", code, c.code, r.stderr)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(r.stderr.String(), w) {
-					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
-				}
-			}
-			if _, err := os.Stat(e.remoteRT); err == nil {
-				t.Errorf("something was started remotely: %s exists", e.remoteRT)
-			}
-			e.assertClean(nil, nil)
-		})
+}
+
+// run points kq at the case's chain and expects the refusal it describes,
+// with nothing started on the far side.
+func (c hopCase) run(t *testing.T, e *env) {
+	cfg := e.writeTopologyConfig(c.hosts, c.kh)
+	e.writeConfig(map[string]profile{"gpu": e.profileFor("server", cfg)})
+	r, code := e.runToEnd([]string{"gpu"})
+	if code != c.code {
+		t.Fatalf("exit %d, want %d\n%s", code, c.code, r.stderr)
 	}
+	for _, w := range c.want {
+		if !strings.Contains(r.stderr.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+		}
+	}
+	if _, err := os.Stat(e.remoteRT); err == nil {
+		t.Errorf("something was started remotely: %s exists", e.remoteRT)
+	}
+	e.assertClean(nil, nil)
 }

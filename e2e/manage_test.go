@@ -82,7 +82,17 @@ func TestManageKernels(t *testing.T) {
 		t.Fatalf("run --detach: exit %d\n%s", code, r.stderr)
 	}
 	id := kqID(t, e.remoteRT)
+	kq := e.checkListing(t, id, handFile)
+	e.attachHandKernel(t, handPID)
+	e.attachWhileHeld(t, id, kq.PID)
+	e.stopBothKernels(t, id, handPID, kq.PID, handFile)
+}
 
+// checkListing holds kq ls (JSON and table) to the two kernels: the kq one
+// alive, kept by --detach and not held; the hand one alive and not kq's. It
+// returns the kq kernel's entry, whose PID the later steps watch.
+func (e *env) checkListing(t *testing.T, id, handFile string) lsEntry {
+	t.Helper()
 	entries := e.ls(t)
 	kq, hand := entries[id], entries["byhand"]
 	if !kq.KQ || !kq.Alive || !kq.Kept || kq.Held || kq.PID == 0 {
@@ -91,12 +101,18 @@ func TestManageKernels(t *testing.T) {
 	if hand.KQ || !hand.Alive || hand.File != handFile {
 		t.Errorf("hand kernel in ls: %+v", hand)
 	}
-	r, code = e.runToEnd([]string{"ls", "p"})
+	r, code := e.runToEnd([]string{"ls", "p"})
 	if code != 0 || !strings.Contains(r.stdout.String(), "ID") || !strings.Contains(r.stdout.String(), id) {
 		t.Errorf("ls table:\n%s\n%s", r.stdout, r.stderr)
 	}
+	return kq
+}
 
-	// Attach to the hand kernel by name, set state, and get %connect_info.
+// attachHandKernel attaches to the hand kernel by name, sets state and gets
+// %connect_info, then pastes that JSON into kq attach - and finds the state
+// again: both ways name the same kernel, and neither stops it.
+func (e *env) attachHandKernel(t *testing.T, handPID int) {
+	t.Helper()
 	a, code := e.runToEnd([]string{"attach", "p", "kernel-byhand.json"},
 		"KQ_TEST_CODE=kq_hand = 'by hand'\n%connect_info")
 	rep := a.report(t)
@@ -116,8 +132,13 @@ func TestManageKernels(t *testing.T) {
 	if code := b.wait(t, time.Minute); code != 0 || strings.TrimSpace(rep2.Out) != "by hand" {
 		t.Fatalf("attach -: exit %d, out %q\n%s", code, rep2.Out, b.stderr)
 	}
+}
 
-	// Attach to the kq kernel by id prefix while another session holds it.
+// attachWhileHeld attaches to the kq kernel by id prefix while the session
+// stays open, so ls can be seen to report it held; when the session ends
+// the kernel must outlive it, since attach did not start it.
+func (e *env) attachWhileHeld(t *testing.T, id string, kqPID int) {
+	t.Helper()
 	h := e.start([]string{"attach", "p", id[:8]}, "KQ_TEST_WAIT=1")
 	h.report(t)
 	if en := e.ls(t)[id]; !en.Held {
@@ -127,11 +148,15 @@ func TestManageKernels(t *testing.T) {
 	if code := h.wait(t, time.Minute); code != 0 {
 		t.Fatalf("attach by id: exit %d\n%s", code, h.stderr)
 	}
-	if !sshdtest.ProcessAlive(kq.PID) {
+	if !sshdtest.ProcessAlive(kqPID) {
 		t.Fatal("an attached session stopped the kq kernel")
 	}
+}
 
-	// Stop both: the hand kernel by name, the kq one with --all-kq.
+// stopBothKernels stops the hand kernel by name and the kq one with
+// --all-kq, and checks that nothing of either is left on the server.
+func (e *env) stopBothKernels(t *testing.T, id string, handPID, kqPID int, handFile string) {
+	t.Helper()
 	s, code := e.runToEnd([]string{"stop", "p", "byhand"})
 	if code != 0 {
 		t.Fatalf("stop byhand: exit %d\n%s", code, s.stderr)
@@ -141,7 +166,7 @@ func TestManageKernels(t *testing.T) {
 	if code != 0 || !strings.Contains(s.stderr.String(), "stopped kernel "+id) {
 		t.Fatalf("stop --all-kq: exit %d\n%s", code, s.stderr)
 	}
-	sshdtest.WaitGone(t, kq.PID, 10*time.Second)
+	sshdtest.WaitGone(t, kqPID, 10*time.Second)
 	waitNoFiles(t, e.remoteRT, 10*time.Second)
 	if _, err := os.Stat(handFile); err == nil {
 		t.Error("the hand kernel's file is left")

@@ -388,9 +388,36 @@ func cmdlineOf(pid int) string {
 func TestRunSession(t *testing.T) {
 	e := newRunEnv(t)
 	marker := filepath.Join(e.dir, "kernel-exit")
-	// The first cell makes the kernel report how it ends: atexit runs on
-	// a clean exit (shutdown_request), the SIGTERM handler on a signal.
-	code1 := fmt.Sprintf(`
+	atClose := e.watchRemoteDirAtClose()
+
+	s := e.start(e.profile(frontendSpec{Code1: exitNoteCell(e, marker), Wait: true, Exit: 3}))
+	rep := s.report("KQUNIT1", 90*time.Second)
+	s.waitStderr("kq: ready in ", time.Second)
+	k := e.kernelFiles()
+	e.checkLiveSession(rep, k)
+	s.proceed()
+
+	res, err := s.wait(60 * time.Second)
+	if err != nil {
+		t.Fatalf("Run: %v\nstderr:\n%s", err, s.stderr)
+	}
+	if !res.FrontendRan || res.ExitCode != 3 {
+		t.Errorf("Run = %+v, want the frontend's exit code 3", res)
+	}
+	e.assertClean([]int{k.pid, k.watchdog}, rep.Ports)
+	if n := e.srv.Accepted(); n != 1 {
+		t.Errorf("the session made %d SSH connections, want one", n)
+	}
+	e.checkTeardownOrder(marker, atClose)
+}
+
+// exitNoteCell is a first cell that makes the kernel report how it ends:
+// atexit runs on a clean exit (shutdown_request), the SIGTERM handler on a
+// signal. Each note also counts the remote .kq files and the local
+// connection files still there at that moment, so the test can tell whether
+// kq removed them before or after the kernel was gone.
+func exitNoteCell(e *runEnv, marker string) string {
+	return fmt.Sprintf(`
 import atexit, glob, os, signal, time
 def _note(what):
     with open(%[1]q, "a") as f:
@@ -400,7 +427,13 @@ atexit.register(_note, "atexit")
 signal.signal(signal.SIGTERM, lambda *a: (_note("SIGTERM"), os._exit(143)))
 print(os.getpid())
 `, marker, filepath.Join(e.remoteRT, "kernel-kq-*.kq"), filepath.Join(e.localRT, "*.json"))
-	// When the SSH connection ends, what is left in the remote runtime dir?
+}
+
+// watchRemoteDirAtClose records what is left in the remote runtime dir as
+// each SSH connection ends; only the server sees that instant, so the
+// listing must be taken in its callback. The returned function gives the
+// listings so far, one per closed connection.
+func (e *runEnv) watchRemoteDirAtClose() func() [][]string {
 	var mu sync.Mutex
 	var atClose [][]string
 	e.srv.SetOnClose(func() {
@@ -413,11 +446,19 @@ print(os.getpid())
 		atClose = append(atClose, names)
 		mu.Unlock()
 	})
+	return func() [][]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return atClose
+	}
+}
 
-	s := e.start(e.profile(frontendSpec{Code1: code1, Wait: true, Exit: 3}))
-	rep := s.report("KQUNIT1", 90*time.Second)
-	s.waitStderr("kq: ready in ", time.Second)
-	k := e.kernelFiles()
+// checkLiveSession holds a running session to what the frontend must be
+// given: its cell runs in the remote kernel, and a private connection file in
+// the local runtime dir, with the remote watchdog on guard meanwhile.
+func (e *runEnv) checkLiveSession(rep frontendReport, k remoteKernel) {
+	t := e.t
+	t.Helper()
 	cellPID, _ := strconv.Atoi(strings.TrimSpace(rep.Out))
 	if cellPID != k.pid {
 		t.Errorf("the cell ran in pid %d, the remote .kq file says %d (cell output %q)", cellPID, k.pid, rep.Out)
@@ -433,21 +474,16 @@ print(os.getpid())
 	if !processAlive(k.watchdog) {
 		t.Errorf("remote watchdog %d not running during the session", k.watchdog)
 	}
-	s.proceed()
+}
 
-	res, err := s.wait(60 * time.Second)
-	if err != nil {
-		t.Fatalf("Run: %v\nstderr:\n%s", err, s.stderr)
-	}
-	if !res.FrontendRan || res.ExitCode != 3 {
-		t.Errorf("Run = %+v, want the frontend's exit code 3", res)
-	}
-	e.assertClean([]int{k.pid, k.watchdog}, rep.Ports)
-	if n := e.srv.Accepted(); n != 1 {
-		t.Errorf("the session made %d SSH connections, want one", n)
-	}
-
-	// The order of the teardown, as the kernel and the server saw it.
+// checkTeardownOrder checks the order of the teardown, as the kernel (its
+// exit note in marker) and the server (its events, and atClose's listings of
+// the remote runtime dir as each connection ended) saw it: the kernel exits by itself
+// on shutdown_request with its remote files still in place, and only then
+// does the one SSH connection close, leaving the remote runtime dir empty.
+func (e *runEnv) checkTeardownOrder(marker string, atClose func() [][]string) {
+	t := e.t
+	t.Helper()
 	data, err := os.ReadFile(marker)
 	runMust(t, err)
 	t.Logf("kernel exit notes: %s", strings.TrimSpace(string(data)))
@@ -474,10 +510,8 @@ print(os.getpid())
 	} else if !closedAt.After(exitAt) {
 		t.Errorf("the SSH connection closed (%s) before the kernel exited (%s)", closedAt.Format(time.StampMicro), exitAt.Format(time.StampMicro))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(atClose) != 1 || len(atClose[0]) != 0 {
-		t.Errorf("remote runtime dir when the SSH connection closed: %v, want it empty", atClose)
+	if dirs := atClose(); len(dirs) != 1 || len(dirs[0]) != 0 {
+		t.Errorf("remote runtime dir when the SSH connection closed: %v, want it empty", dirs)
 	}
 }
 

@@ -74,24 +74,9 @@ func startExecServer(t *testing.T, dir, home string) *execServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientPub, clientPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshClientPub, err := ssh.NewPublicKey(clientPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(clientPriv, "kq unit test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &execServer{t: t, home: home, conns: map[net.Conn]struct{}{}, procs: map[int]struct{}{}}
 	s.ClientKey = filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(s.ClientKey, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	want := sshClientPub.Marshal()
+	want := writeClientKey(t, s.ClientKey).Marshal()
 	s.cfg = &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			if string(key.Marshal()) == string(want) {
@@ -113,17 +98,47 @@ func startExecServer(t *testing.T, dir, home string) *execServer {
 	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	user := os.Getenv("USER")
-	if user == "" {
-		user = "root"
-	}
-	s.env = []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=/bin/sh",
-		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8"}
+	s.env = commandEnv(home)
 
 	s.wg.Add(1)
 	go s.serve()
 	t.Cleanup(s.stop)
 	return s
+}
+
+// writeClientKey makes the one client key the server accepts and writes its
+// private half to path in OpenSSH form, so kq loads it the way it loads a
+// user's key; it returns the public half for the server to compare against.
+func writeClientKey(t *testing.T, path string) ssh.PublicKey {
+	t.Helper()
+	clientPub, clientPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshClientPub, err := ssh.NewPublicKey(clientPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(clientPriv, "kq unit test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return sshClientPub
+}
+
+// commandEnv is the whole environment of the exec'd commands, like the fresh
+// login environment sshd gives them, so nothing of the test's own
+// environment leaks into what the remote side sees.
+func commandEnv(home string) []string {
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "root"
+	}
+	return []string{"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=/bin/sh",
+		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8"}
 }
 
 func (s *execServer) record(what string) {

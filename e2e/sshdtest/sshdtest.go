@@ -130,11 +130,38 @@ type Server struct {
 // hide as a green run.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
+	requirePrograms(t)
+	s := newServer(t, listenHost(t, opts))
+	files := s.makeKeys(t, opts.HostCA, opts.ExtraConfig)
+	// Log the sshd output on failure. Registered before the stop cleanup so
+	// it runs after it (cleanups are LIFO) and includes shutdown messages.
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.dumpLog()
+		}
+	})
+	s.listen(t, s.sshdExe(t, opts.ExecName), opts, files)
+	t.Cleanup(s.Close)
+	s.writeClientFiles(t)
+	return s
+}
+
+// requirePrograms fails at once when OpenSSH is missing, because otherwise the
+// first symptom would be an exec error deep inside key generation.
+func requirePrograms(t testing.TB) {
+	t.Helper()
 	for _, p := range []string{SSHDPath, SSHPath, KeygenPath} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("sshdtest: %s is required for end-to-end tests: %v", p, err)
 		}
 	}
+}
+
+// listenHost returns the address sshd is to listen on, refusing anything that
+// could expose a passwordless root login beyond this host: outside a test's
+// own network namespace only 127.0.0.0/8 will do.
+func listenHost(t testing.TB, opts Options) string {
+	t.Helper()
 	host := opts.ListenAddr
 	if host == "" {
 		host = "127.0.0.1"
@@ -142,6 +169,14 @@ func Start(t testing.TB, opts Options) *Server {
 	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || (!ip.IsLoopback() && opts.Netns == "") {
 		t.Fatalf("sshdtest: ListenAddr %q is not an IPv4 loopback address (127.0.0.0/8)", host)
 	}
+	return host
+}
+
+// newServer makes the directory that will hold every file of the server and
+// fills in what is known before any key exists. The directory is removed by
+// the first cleanup registered, so it goes last, after sshd has stopped.
+func newServer(t testing.TB, host string) *Server {
+	t.Helper()
 	u, err := user.Current()
 	if err != nil {
 		t.Fatalf("sshdtest: current user: %v", err)
@@ -151,7 +186,6 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatalf("sshdtest: create /run/sshd: %v", err)
 	}
-
 	// A short path rather than t.TempDir: test names make long paths, and
 	// paths here may end up in unix socket names (108-byte limit).
 	dir, err := os.MkdirTemp("", "kqsshd-")
@@ -163,8 +197,7 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Errorf("sshdtest: remove %s: %v", dir, err)
 		}
 	})
-
-	s := &Server{
+	return &Server{
 		Dir:       dir,
 		Host:      host,
 		User:      u.Username,
@@ -173,84 +206,106 @@ func Start(t testing.TB, opts Options) *Server {
 		Log:       filepath.Join(dir, "sshd.log"),
 		t:         t,
 	}
-	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
-	keygen(t, hostKey, "kq-sshdtest-host")
+}
+
+// sshdFiles are the paths sshd_config names and the extra lines it carries;
+// they are fixed before the first bind attempt and reused by every retry.
+type sshdFiles struct {
+	hostKey, authKeys, config, pidFile string
+	extra                              []string
+}
+
+// makeKeys creates the host key and the authorised client key and records the
+// host key's public forms, which tests compare against what kq prints. With a
+// host CA it also certifies the host key for the listen address, so tests of
+// @cert-authority trust have a certificate sshd really offers.
+func (s *Server) makeKeys(t testing.TB, hostCA string, extra []string) sshdFiles {
+	t.Helper()
+	f := sshdFiles{
+		hostKey:  filepath.Join(s.Dir, "ssh_host_ed25519_key"),
+		authKeys: filepath.Join(s.Dir, "authorized_keys"),
+		config:   filepath.Join(s.Dir, "sshd_config"),
+		pidFile:  filepath.Join(s.Dir, "sshd.pid"),
+		extra:    extra,
+	}
+	keygen(t, f.hostKey, "kq-sshdtest-host")
 	keygen(t, s.ClientKey, "kq-sshdtest-client")
+	writeFile(t, f.authKeys, readFile(t, s.ClientKey+".pub"))
 
-	clientPub := readFile(t, s.ClientKey+".pub")
-	authKeys := filepath.Join(dir, "authorized_keys")
-	writeFile(t, authKeys, clientPub)
-
-	s.HostKeyLine = keyLine(t, hostKey+".pub")
-	s.HostKeyFingerprint = fingerprint(t, hostKey+".pub")
-	extra := opts.ExtraConfig
-	if opts.HostCA != "" {
-		out, err := exec.Command(KeygenPath, "-q", "-s", opts.HostCA, "-I", "kq-sshdtest-host", "-h", "-n", host,
-			hostKey+".pub").CombinedOutput()
+	s.HostKeyLine = keyLine(t, f.hostKey+".pub")
+	s.HostKeyFingerprint = fingerprint(t, f.hostKey+".pub")
+	if hostCA != "" {
+		out, err := exec.Command(KeygenPath, "-q", "-s", hostCA, "-I", "kq-sshdtest-host", "-h", "-n", s.Host,
+			f.hostKey+".pub").CombinedOutput()
 		if err != nil {
 			t.Fatalf("sshdtest: sign host key: %v\n%s", err, out)
 		}
-		extra = append(append([]string(nil), extra...), "HostCertificate "+hostKey+"-cert.pub")
+		// A copy: appending to the caller's slice could write into its array.
+		f.extra = append(append([]string(nil), extra...), "HostCertificate "+f.hostKey+"-cert.pub")
 	}
+	return f
+}
 
-	configPath := filepath.Join(dir, "sshd_config")
-	pidFile := filepath.Join(dir, "sshd.pid")
-
-	// Log the sshd output on failure. Registered before the stop cleanup so
-	// it runs after it (cleanups are LIFO) and includes shutdown messages.
-	t.Cleanup(func() {
-		if t.Failed() {
-			s.dumpLog()
-		}
-	})
-
-	exe := SSHDPath
-	if opts.ExecName != "" {
-		if strings.Contains(opts.ExecName, "/") {
-			t.Fatalf("sshdtest: ExecName %q is not a plain file name", opts.ExecName)
-		}
-		exe = filepath.Join(dir, opts.ExecName)
-		if err := os.Symlink(SSHDPath, exe); err != nil {
-			t.Fatalf("sshdtest: %v", err)
-		}
+// sshdExe is the path to start sshd from: SSHDPath itself, or a symlink named
+// execName so that sshd's per-connection processes carry that name.
+func (s *Server) sshdExe(t testing.TB, execName string) string {
+	t.Helper()
+	if execName == "" {
+		return SSHDPath
 	}
+	if strings.Contains(execName, "/") {
+		t.Fatalf("sshdtest: ExecName %q is not a plain file name", execName)
+	}
+	exe := filepath.Join(s.Dir, execName)
+	if err := os.Symlink(SSHDPath, exe); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+	return exe
+}
 
+// listen writes sshd_config and starts sshd, retrying on another free port
+// when the one it picked was taken in the meantime; a port the test chose is
+// never swapped, so that failure is reported. Only the first config is
+// checked with "sshd -t": retries differ from it only in the port.
+func (s *Server) listen(t testing.TB, exe string, opts Options, f sshdFiles) {
+	t.Helper()
 	var lastErr error
 	for attempt := 1; attempt <= bindAttempts; attempt++ {
-		port, err := opts.Port, error(nil)
+		port := opts.Port
 		if port == 0 {
-			port, err = freePort(host)
+			var err error
+			if port, err = freePort(s.Host); err != nil {
+				t.Fatalf("sshdtest: find a free port on %s: %v", s.Host, err)
+			}
 		}
-		if err != nil {
-			t.Fatalf("sshdtest: find a free port on %s: %v", host, err)
-		}
-		writeFile(t, configPath, sshdConfig(host, port, hostKey, pidFile, authKeys, extra))
+		writeFile(t, f.config, sshdConfig(s.Host, port, f.hostKey, f.pidFile, f.authKeys, f.extra))
 		if attempt == 1 {
-			checkConfig(t, configPath)
+			checkConfig(t, f.config)
 		}
-		_ = os.Remove(pidFile)
-		err = s.launch(exe, opts.Netns, configPath, pidFile)
+		_ = os.Remove(f.pidFile)
+		err := s.launch(exe, opts.Netns, f.config, f.pidFile)
 		if err == nil {
 			s.Port = port
-			s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
-			break
+			s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
+			return
 		}
 		lastErr = err
 		if !errors.Is(err, errBind) || opts.Port != 0 {
 			break
 		}
 	}
-	if s.PID == 0 {
-		s.dumpLog()
-		t.Fatalf("sshdtest: start sshd: %v", lastErr)
-	}
-	t.Cleanup(s.Close)
+	s.dumpLog()
+	t.Fatalf("sshdtest: start sshd: %v", lastErr)
+}
 
-	s.KnownHosts = filepath.Join(dir, "known_hosts")
+// writeClientFiles writes known_hosts and ssh_config, which can only be
+// written once the port is known.
+func (s *Server) writeClientFiles(t testing.TB) {
+	t.Helper()
+	s.KnownHosts = filepath.Join(s.Dir, "known_hosts")
 	writeFile(t, s.KnownHosts, s.knownHostsEntry(s.HostKeyLine))
-	s.SSHConfig = filepath.Join(dir, "ssh_config")
+	s.SSHConfig = filepath.Join(s.Dir, "ssh_config")
 	writeFile(t, s.SSHConfig, s.clientConfig())
-	return s
 }
 
 // errBind marks a start that failed because the port was taken, which is
@@ -266,6 +321,27 @@ func (s *Server) launch(exe, netns, configPath, pidFile string) error {
 		return fmt.Errorf("open sshd log: %w", err)
 	}
 	defer logf.Close() // the child has its own copy of the descriptor
+	cmd := sshdCommand(exe, netns, configPath, logf)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec %s: %w", exe, err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	pid, err := c.awaitPidFile(pidFile, s.Log)
+	if err != nil {
+		return err
+	}
+	s.PID = pid
+	s.done = c.done
+	return nil
+}
+
+// sshdCommand builds the sshd command line, in the foreground (-D) so the PID
+// stays the listener's, with output to logf.
+func sshdCommand(exe, netns, configPath string, logf *os.File) *exec.Cmd {
 	cmd := exec.Command(exe, "-D", "-e", "-f", configPath)
 	if netns != "" {
 		// ip netns exec execs sshd in place, so the PID is sshd's own.
@@ -280,52 +356,73 @@ func (s *Server) launch(exe, netns, configPath, pidFile string) error {
 		// timeout panic), take the listener with it.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec %s: %w", exe, err)
-	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(done)
-	}()
+	return cmd
+}
 
+// child is a started sshd and the result of reaping it, so the wait for its
+// PidFile can tell "exited" from "still starting" without a second Wait.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once Wait has returned
+	err  error         // Wait's result; read it only after done is closed
+}
+
+// awaitPidFile polls for sshd's PidFile, the only sign that it listens, and
+// returns the PID in it. A PidFile naming another process means the path is
+// shared with some other sshd, which would make Close stop the wrong one.
+func (c *child) awaitPidFile(pidFile, logPath string) (int, error) {
 	deadline := time.NewTimer(readyTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-done:
-			log, _ := os.ReadFile(s.Log)
-			if bytes.Contains(log, []byte("Address already in use")) ||
-				bytes.Contains(log, []byte("Cannot bind any address")) {
-				return fmt.Errorf("%w: %v", errBind, waitErr)
-			}
-			return fmt.Errorf("sshd exited before listening: %v (see log)", waitErr)
+		case <-c.done:
+			return 0, c.exitError(logPath)
 		case <-deadline.C:
-			_ = cmd.Process.Kill()
-			<-done // Kill of our own child: Wait returns promptly
-			return fmt.Errorf("sshd did not write %s within %v", pidFile, readyTimeout)
+			c.kill()
+			return 0, fmt.Errorf("sshd did not write %s within %v", pidFile, readyTimeout)
 		case <-tick.C:
-			b, err := os.ReadFile(pidFile)
-			if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
-				continue // not written yet, or written half-way
-			}
-			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
+			pid, ok := readPidFile(pidFile)
+			if !ok {
 				continue
 			}
-			if pid != cmd.Process.Pid {
-				_ = cmd.Process.Kill()
-				<-done
-				return fmt.Errorf("sshd pid file says %d, started %d", pid, cmd.Process.Pid)
+			if pid != c.cmd.Process.Pid {
+				c.kill()
+				return 0, fmt.Errorf("sshd pid file says %d, started %d", pid, c.cmd.Process.Pid)
 			}
-			s.PID = pid
-			s.done = done
-			return nil
+			return pid, nil
 		}
 	}
+}
+
+// exitError explains an sshd that exited before listening, marking a lost
+// port with errBind so Start can retry on another one.
+func (c *child) exitError(logPath string) error {
+	log, _ := os.ReadFile(logPath)
+	if bytes.Contains(log, []byte("Address already in use")) ||
+		bytes.Contains(log, []byte("Cannot bind any address")) {
+		return fmt.Errorf("%w: %v", errBind, c.err)
+	}
+	return fmt.Errorf("sshd exited before listening: %v (see log)", c.err)
+}
+
+// kill ends the child and waits for it to be reaped; it is our own child, so
+// Wait returns promptly.
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}
+
+// readPidFile returns the PID in path once sshd has written it completely:
+// sshd writes the newline last, so a file without one is still being written.
+func readPidFile(path string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, err == nil
 }
 
 // Close stops the listening sshd: SIGTERM, a bounded wait, then SIGKILL. It

@@ -260,8 +260,30 @@ func (i *Info) Rewrite(ip string, ports map[string]int) ([]byte, error) {
 	if err := i.Validate(); err != nil {
 		return nil, fmt.Errorf("rewrite: %w", err)
 	}
+	replace, err := replacements(ip, ports)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	fields := i.fields
+	if fields == nil {
+		if fields, err = i.synthesize(); err != nil {
+			return nil, fmt.Errorf("rewrite: %w", err)
+		}
+	}
+	compact, err := spliceObject(fields, replace)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	return indent(compact)
+}
+
+// replacements turns Rewrite's arguments into the raw JSON that replaces the
+// members of those names, checking them first: a caller's typo in a port name
+// or a port out of range must fail here rather than write a file a frontend
+// would choke on.
+func replacements(ip string, ports map[string]int) (map[string]json.RawMessage, error) {
 	if ip == "" {
-		return nil, fmt.Errorf("rewrite: empty ip")
+		return nil, errors.New("empty ip")
 	}
 	known := make(map[string]bool, len(portNames))
 	for _, n := range portNames {
@@ -270,65 +292,79 @@ func (i *Info) Rewrite(ip string, ports map[string]int) ([]byte, error) {
 	replace := make(map[string]json.RawMessage, len(ports)+1)
 	for name, n := range ports {
 		if !known[name] {
-			return nil, fmt.Errorf("rewrite: %q is not a port field", name)
+			return nil, fmt.Errorf("%q is not a port field", name)
 		}
 		if n < 1 || n > 65535 {
-			return nil, fmt.Errorf("rewrite: %s %d is out of range 1..65535", name, n)
+			return nil, fmt.Errorf("%s %d is out of range 1..65535", name, n)
 		}
 		replace[name] = json.RawMessage(strconv.Itoa(n))
 	}
 	ipJSON, err := marshalString(ip)
 	if err != nil {
-		return nil, fmt.Errorf("rewrite: ip: %w", err)
+		return nil, fmt.Errorf("ip: %w", err)
 	}
 	replace["ip"] = ipJSON
+	return replace, nil
+}
 
-	fields := i.fields
-	if fields == nil {
-		fields, err = i.synthesize()
-		if err != nil {
-			return nil, fmt.Errorf("rewrite: %w", err)
-		}
-	}
-
-	var compact bytes.Buffer
-	compact.WriteByte('{')
-	written := make(map[string]bool, len(fields))
-	write := func(name string, raw json.RawMessage) error {
-		nameJSON, err := marshalString(name)
-		if err != nil {
-			return err
-		}
-		if compact.Len() > 1 {
-			compact.WriteByte(',')
-		}
-		compact.Write(nameJSON)
-		compact.WriteByte(':')
-		compact.Write(raw)
-		written[name] = true
-		return nil
-	}
+// spliceObject writes fields as one compact JSON object, each member's value
+// swapped for its replacement where there is one, then appends the
+// replacements the original lacked — in a fixed order, so the output is
+// deterministic even though replace is a map.
+func spliceObject(fields []field, replace map[string]json.RawMessage) ([]byte, error) {
+	w := objectWriter{written: make(map[string]bool, len(fields))}
+	w.buf.WriteByte('{')
 	for _, f := range fields {
 		raw := f.raw
 		if r, ok := replace[f.name]; ok {
 			raw = r
 		}
-		if err := write(f.name, raw); err != nil {
-			return nil, fmt.Errorf("rewrite: field %q: %w", f.name, err)
+		if err := w.member(f.name, raw); err != nil {
+			return nil, err
 		}
 	}
-	// Appended in a fixed order so the output is deterministic.
 	for _, name := range append([]string{"ip"}, portNames[:]...) {
-		if r, ok := replace[name]; ok && !written[name] {
-			if err := write(name, r); err != nil {
-				return nil, fmt.Errorf("rewrite: field %q: %w", name, err)
+		if r, ok := replace[name]; ok && !w.written[name] {
+			if err := w.member(name, r); err != nil {
+				return nil, err
 			}
 		}
 	}
-	compact.WriteByte('}')
+	w.buf.WriteByte('}')
+	return w.buf.Bytes(), nil
+}
 
+// objectWriter assembles a JSON object from raw members by hand, because
+// encoding/json would reorder them (map) or re-encode them (struct), and the
+// point of Rewrite is to keep what Jupyter wrote byte for byte. It remembers
+// which names it wrote so spliceObject appends a missing one exactly once.
+type objectWriter struct {
+	buf     bytes.Buffer
+	written map[string]bool
+}
+
+// member appends one name/value pair, with the comma JSON needs between them.
+func (w *objectWriter) member(name string, raw json.RawMessage) error {
+	nameJSON, err := marshalString(name)
+	if err != nil {
+		return fmt.Errorf("field %q: %w", name, err)
+	}
+	if w.buf.Len() > 1 {
+		w.buf.WriteByte(',')
+	}
+	w.buf.Write(nameJSON)
+	w.buf.WriteByte(':')
+	w.buf.Write(raw)
+	w.written[name] = true
+	return nil
+}
+
+// indent lays the compact object out with two spaces and a final newline, the
+// way Jupyter writes its own files, so the local copy diffs cleanly against
+// the remote one.
+func indent(compact []byte) ([]byte, error) {
 	var out bytes.Buffer
-	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+	if err := json.Indent(&out, compact, "", "  "); err != nil {
 		// Only reachable if a kept member was not valid JSON, which decodeObject
 		// rules out; the JSON error is dropped because it could quote the key.
 		return nil, fmt.Errorf("rewrite: %w", invalidf("internal error: output is not valid JSON"))

@@ -109,83 +109,97 @@ func TestGoldenValid(t *testing.T) {
 	}
 }
 
+// invalidCase says which field the error for one file in testdata/invalid
+// must name and what it must say, on top of the golden error text; the golden
+// file alone would let a reworded message drop the field name unnoticed.
+type invalidCase struct {
+	field string   // FieldError.Field expected somewhere in the error; "" for syntax errors
+	want  []string // substrings of the message
+}
+
+// invalidCases has one entry per file in testdata/invalid, keyed by its base
+// name; TestGoldenInvalid fails when a file and an entry do not pair up.
+var invalidCases = map[string]invalidCase{
+	"port_zero":         {Shell, []string{`"shell_port"`, "port 0 is out of range 1..65535"}},
+	"port_70000":        {IOPub, []string{`"iopub_port"`, "port 70000 is out of range"}},
+	"port_negative":     {HB, []string{`"hb_port"`, "port -1 is out of range"}},
+	"port_missing":      {Stdin, []string{`"stdin_port"`, "missing"}},
+	"port_string":       {Control, []string{`"control_port"`, "want a JSON integer, got a string"}},
+	"port_float":        {Control, []string{`"control_port"`, "want an integer, got 34645.5"}},
+	"port_duplicate":    {HB, []string{`"hb_port"`, "also shell_port"}},
+	"transport_ipc":     {"transport", []string{`"transport"`, `"ipc" is not supported`}},
+	"transport_missing": {"transport", []string{`"transport"`, "missing"}},
+	"key_empty":         {"key", []string{`"key"`, "empty"}},
+	"key_missing":       {"key", []string{`"key"`, "missing"}},
+	"key_number":        {"key", []string{`"key"`, "want a JSON string, got a number"}},
+	"scheme_md5":        {"signature_scheme", []string{`"signature_scheme"`, `"hmac-md5" is not supported`}},
+	"scheme_missing":    {"signature_scheme", []string{`"signature_scheme"`, "missing"}},
+	"duplicate_field":   {"key", []string{`"key"`, "more than once"}},
+	"multiple_errors": {"", []string{
+		`"shell_port": port 0`, `"iopub_port": want a JSON integer, got a string`,
+		`"stdin_port": missing`, `"transport": "ipc"`, `"signature_scheme": "hmac-md5"`,
+	}},
+	"not_json":      {"", []string{"not valid JSON"}},
+	"truncated":     {"", []string{"not valid JSON: truncated"}},
+	"empty":         {"", []string{"not valid JSON: truncated"}},
+	"array":         {"", []string{"not a JSON object"}},
+	"trailing_data": {"", []string{"trailing data"}},
+}
+
 func TestGoldenInvalid(t *testing.T) {
-	// Each file has a table entry saying which field the error must name and
-	// what it must say, on top of the golden error text.
-	tests := map[string]struct {
-		field string   // FieldError.Field expected somewhere in the error; "" for syntax errors
-		want  []string // substrings of the message
-	}{
-		"port_zero":         {Shell, []string{`"shell_port"`, "port 0 is out of range 1..65535"}},
-		"port_70000":        {IOPub, []string{`"iopub_port"`, "port 70000 is out of range"}},
-		"port_negative":     {HB, []string{`"hb_port"`, "port -1 is out of range"}},
-		"port_missing":      {Stdin, []string{`"stdin_port"`, "missing"}},
-		"port_string":       {Control, []string{`"control_port"`, "want a JSON integer, got a string"}},
-		"port_float":        {Control, []string{`"control_port"`, "want an integer, got 34645.5"}},
-		"port_duplicate":    {HB, []string{`"hb_port"`, "also shell_port"}},
-		"transport_ipc":     {"transport", []string{`"transport"`, `"ipc" is not supported`}},
-		"transport_missing": {"transport", []string{`"transport"`, "missing"}},
-		"key_empty":         {"key", []string{`"key"`, "empty"}},
-		"key_missing":       {"key", []string{`"key"`, "missing"}},
-		"key_number":        {"key", []string{`"key"`, "want a JSON string, got a number"}},
-		"scheme_md5":        {"signature_scheme", []string{`"signature_scheme"`, `"hmac-md5" is not supported`}},
-		"scheme_missing":    {"signature_scheme", []string{`"signature_scheme"`, "missing"}},
-		"duplicate_field":   {"key", []string{`"key"`, "more than once"}},
-		"multiple_errors": {"", []string{
-			`"shell_port": port 0`, `"iopub_port": want a JSON integer, got a string`,
-			`"stdin_port": missing`, `"transport": "ipc"`, `"signature_scheme": "hmac-md5"`,
-		}},
-		"not_json":      {"", []string{"not valid JSON"}},
-		"truncated":     {"", []string{"not valid JSON: truncated"}},
-		"empty":         {"", []string{"not valid JSON: truncated"}},
-		"array":         {"", []string{"not a JSON object"}},
-		"trailing_data": {"", []string{"trailing data"}},
-	}
 	inputs, err := filepath.Glob("testdata/invalid/*.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(inputs) != len(tests) {
-		t.Errorf("%d files in testdata/invalid, %d table entries", len(inputs), len(tests))
+	if len(inputs) != len(invalidCases) {
+		t.Errorf("%d files in testdata/invalid, %d table entries", len(inputs), len(invalidCases))
 	}
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".json")
 		t.Run(name, func(t *testing.T) {
-			tt, ok := tests[name]
+			tt, ok := invalidCases[name]
 			if !ok {
 				t.Fatalf("no table entry for %s", in)
 			}
-			data, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := Parse(data)
-			if err == nil {
-				t.Fatalf("Parse succeeded: %v", info)
-			}
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("error does not match ErrInvalid: %v", err)
-			}
-			msg := err.Error()
-			for _, w := range tt.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error %q does not contain %q", msg, w)
-				}
-			}
-			if tt.field != "" {
-				var fe *FieldError
-				if !errors.As(err, &fe) || fe.Field != tt.field {
-					t.Errorf("errors.As FieldError = %+v, want field %q", fe, tt.field)
-				}
-			}
-			for _, k := range keysIn(data) {
-				if strings.Contains(msg, k) {
-					t.Errorf("error message contains the key %q: %s", k, msg)
-				}
-			}
-			golden(t, strings.TrimSuffix(in, ".json")+".err", []byte(msg+"\n"))
+			tt.check(t, in)
 		})
 	}
+}
+
+// check parses the file in and holds its error to the case: it must match
+// ErrInvalid, say what the case wants, name the field, never quote the key,
+// and equal the golden text.
+func (tt invalidCase) check(t *testing.T, in string) {
+	t.Helper()
+	data, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Parse(data)
+	if err == nil {
+		t.Fatalf("Parse succeeded: %v", info)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("error does not match ErrInvalid: %v", err)
+	}
+	msg := err.Error()
+	for _, w := range tt.want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q does not contain %q", msg, w)
+		}
+	}
+	if tt.field != "" {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tt.field {
+			t.Errorf("errors.As FieldError = %+v, want field %q", fe, tt.field)
+		}
+	}
+	for _, k := range keysIn(data) {
+		if strings.Contains(msg, k) {
+			t.Errorf("error message contains the key %q: %s", k, msg)
+		}
+	}
+	golden(t, strings.TrimSuffix(in, ".json")+".err", []byte(msg+"\n"))
 }
 
 func TestParseFields(t *testing.T) {

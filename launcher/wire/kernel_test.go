@@ -53,6 +53,21 @@ func startKernel(t *testing.T) *kernel {
 	}
 	defer logFile.Close()
 
+	cmd := kernelCommand(dir, file, logFile)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	k := &kernel{cmd: cmd, exited: make(chan error, 1), log: logPath}
+	go func() { k.exited <- cmd.Wait() }()
+	t.Cleanup(func() { k.kill(t) })
+	k.awaitConnFile(t, file)
+	return k
+}
+
+// kernelCommand is the ipykernel command line, with every Jupyter and
+// IPython directory inside dir so the test neither reads the developer's
+// configuration nor leaves files in their home.
+func kernelCommand(dir, file string, logFile *os.File) *exec.Cmd {
 	cmd := exec.Command(kernelPython, "-m", "ipykernel_launcher", "-f", file)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
@@ -65,27 +80,31 @@ func startKernel(t *testing.T) *kernel {
 	// An *os.File (not a buffer) so exec starts no copying goroutine that
 	// the leak checks would see.
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	k := &kernel{cmd: cmd, exited: make(chan error, 1), log: logPath}
-	go func() { k.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case <-k.exited:
-			return // already gone (Shutdown worked)
-		default:
-		}
-		_ = cmd.Process.Kill() // by PID
-		select {
-		case <-k.exited:
-		case <-time.After(30 * time.Second):
-			t.Errorf("kernel pid %d did not exit after SIGKILL", cmd.Process.Pid)
-		}
-	})
+	return cmd
+}
 
-	// The kernel writes the file itself, possibly in more than one write;
-	// parse until it is complete and valid.
+// kill ends the kernel by PID unless it has already exited (Shutdown
+// worked), and fails the test if even SIGKILL does not end it.
+func (k *kernel) kill(t *testing.T) {
+	select {
+	case <-k.exited:
+		return // already gone (Shutdown worked)
+	default:
+	}
+	_ = k.cmd.Process.Kill() // by PID
+	select {
+	case <-k.exited:
+	case <-time.After(30 * time.Second):
+		t.Errorf("kernel pid %d did not exit after SIGKILL", k.cmd.Process.Pid)
+	}
+}
+
+// awaitConnFile sets k.info from the connection file once it parses. The
+// kernel writes the file itself, possibly in more than one write, so a
+// partial file is retried rather than reported; a kernel that exits first
+// fails the test at once, with its log.
+func (k *kernel) awaitConnFile(t *testing.T, file string) {
+	t.Helper()
 	var lastErr error
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; i < 1200 && time.Now().Before(deadline); i++ {
@@ -93,7 +112,7 @@ func startKernel(t *testing.T) *kernel {
 		if err == nil {
 			k.info, lastErr = connfile.Parse(data)
 			if lastErr == nil {
-				return k
+				return
 			}
 		} else {
 			lastErr = err
@@ -106,7 +125,6 @@ func startKernel(t *testing.T) *kernel {
 		}
 	}
 	t.Fatalf("no valid connection file from the kernel: %v\n%s", lastErr, k.logText())
-	return nil
 }
 
 func (k *kernel) logText() string {
@@ -120,85 +138,97 @@ func TestKernel(t *testing.T) {
 	k := startKernel(t)
 	shell := k.endpoint(t, connfile.Shell)
 	control := k.endpoint(t, connfile.Control)
+	t.Run("kernel_info", func(t *testing.T) { k.checkKernelInfo(t, shell) })
+	t.Run("wrong key gets no reply", func(t *testing.T) { k.checkWrongKey(t, shell) })
+	t.Run("execute", func(t *testing.T) { k.checkExecute(t, shell) })
+	t.Run("shutdown", func(t *testing.T) { k.checkShutdown(t, control) })
+}
 
-	t.Run("kernel_info", func(t *testing.T) {
-		checkLeaks(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		reply, err := KernelInfo(ctx, shell, k.key())
-		if err != nil {
-			t.Fatalf("KernelInfo: %v\n%s", err, k.logText())
-		}
-		v, _ := reply.Content["protocol_version"].(string)
-		if !strings.HasPrefix(v, "5.") {
-			t.Errorf("protocol_version = %q", v)
-		}
-		if reply.Header.MsgType != "kernel_info_reply" || reply.Status() != "ok" {
-			t.Errorf("reply header %+v status %q", reply.Header, reply.Status())
-		}
-		t.Logf("kernel: %v, protocol %s", reply.Content["implementation"], v)
-	})
+// checkKernelInfo asks for kernel_info, the request kq's ready check sends,
+// and expects a protocol 5 reply.
+func (k *kernel) checkKernelInfo(t *testing.T, shell string) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	reply, err := KernelInfo(ctx, shell, k.key())
+	if err != nil {
+		t.Fatalf("KernelInfo: %v\n%s", err, k.logText())
+	}
+	v, _ := reply.Content["protocol_version"].(string)
+	if !strings.HasPrefix(v, "5.") {
+		t.Errorf("protocol_version = %q", v)
+	}
+	if reply.Header.MsgType != "kernel_info_reply" || reply.Status() != "ok" {
+		t.Errorf("reply header %+v status %q", reply.Header, reply.Status())
+	}
+	t.Logf("kernel: %v, protocol %s", reply.Content["implementation"], v)
+}
 
-	t.Run("wrong key gets no reply", func(t *testing.T) {
-		checkLeaks(t)
-		wrong := []byte("0000000-wrong-key-not-the-kernels")
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		reply, err := KernelInfo(ctx, shell, wrong)
-		if err == nil {
-			t.Fatalf("kernel answered a request signed with the wrong key: %+v", reply)
+// checkWrongKey proves a real kernel ignores a request signed with another
+// key: the only answer is the deadline, and the error quotes neither key.
+func (k *kernel) checkWrongKey(t *testing.T, shell string) {
+	checkLeaks(t)
+	wrong := []byte("0000000-wrong-key-not-the-kernels")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	reply, err := KernelInfo(ctx, shell, wrong)
+	if err == nil {
+		t.Fatalf("kernel answered a request signed with the wrong key: %+v", reply)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error = %v, want the deadline", err)
+	}
+	for _, key := range [][]byte{wrong, k.key()} {
+		if strings.Contains(err.Error(), string(key)) {
+			t.Errorf("error contains a key: %v", err)
 		}
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("error = %v, want the deadline", err)
-		}
-		for _, key := range [][]byte{wrong, k.key()} {
-			if strings.Contains(err.Error(), string(key)) {
-				t.Errorf("error contains a key: %v", err)
-			}
-		}
-		t.Logf("error: %v", err)
-	})
+	}
+	t.Logf("error: %v", err)
+}
 
-	t.Run("execute", func(t *testing.T) {
-		checkLeaks(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		reply, err := Request(ctx, shell, k.key(), "execute_request", map[string]any{
-			"code":             "x=41+1",
-			"silent":           false,
-			"store_history":    true,
-			"user_expressions": map[string]any{"x": "x"},
-			"allow_stdin":      false,
-			"stop_on_error":    true,
-		})
-		if err != nil {
-			t.Fatalf("execute_request: %v\n%s", err, k.logText())
-		}
-		if reply.Header.MsgType != "execute_reply" || reply.Status() != "ok" {
-			t.Fatalf("reply %+v content %v", reply.Header, reply.Content)
-		}
-		// The expression proves the code really ran in the kernel.
-		ue, _ := reply.Content["user_expressions"].(map[string]any)
-		x, _ := ue["x"].(map[string]any)
-		data, _ := x["data"].(map[string]any)
-		if data["text/plain"] != "42" {
-			t.Errorf("user_expressions = %v, want x = 42", ue)
-		}
+// checkExecute runs code in the kernel through Request and reads the result
+// back from user_expressions.
+func (k *kernel) checkExecute(t *testing.T, shell string) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	reply, err := Request(ctx, shell, k.key(), "execute_request", map[string]any{
+		"code":             "x=41+1",
+		"silent":           false,
+		"store_history":    true,
+		"user_expressions": map[string]any{"x": "x"},
+		"allow_stdin":      false,
+		"stop_on_error":    true,
 	})
+	if err != nil {
+		t.Fatalf("execute_request: %v\n%s", err, k.logText())
+	}
+	if reply.Header.MsgType != "execute_reply" || reply.Status() != "ok" {
+		t.Fatalf("reply %+v content %v", reply.Header, reply.Content)
+	}
+	// The expression proves the code really ran in the kernel.
+	ue, _ := reply.Content["user_expressions"].(map[string]any)
+	x, _ := ue["x"].(map[string]any)
+	data, _ := x["data"].(map[string]any)
+	if data["text/plain"] != "42" {
+		t.Errorf("user_expressions = %v, want x = 42", ue)
+	}
+}
 
-	t.Run("shutdown", func(t *testing.T) {
-		checkLeaks(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if err := Shutdown(ctx, control, k.key()); err != nil {
-			t.Fatalf("Shutdown: %v\n%s", err, k.logText())
-		}
-		select {
-		case err := <-k.exited:
-			k.exited <- err
-			t.Logf("kernel pid %d exited: %v", k.cmd.Process.Pid, err)
-		case <-time.After(60 * time.Second):
-			t.Fatalf("kernel pid %d still running 60s after shutdown_reply\n%s", k.cmd.Process.Pid, k.logText())
-		}
-	})
+// checkShutdown sends shutdown_request on the control channel and expects
+// the kernel process to exit by itself afterwards.
+func (k *kernel) checkShutdown(t *testing.T, control string) {
+	checkLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := Shutdown(ctx, control, k.key()); err != nil {
+		t.Fatalf("Shutdown: %v\n%s", err, k.logText())
+	}
+	select {
+	case err := <-k.exited:
+		k.exited <- err
+		t.Logf("kernel pid %d exited: %v", k.cmd.Process.Pid, err)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("kernel pid %d still running 60s after shutdown_reply\n%s", k.cmd.Process.Pid, k.logText())
+	}
 }

@@ -99,67 +99,62 @@ func TestEncodeDecode(t *testing.T) {
 	}
 }
 
+// decodeRejectsKey signs the good message every decodeRejectCases entry
+// starts from.
+var decodeRejectsKey = []byte("decode-rejects-key-88aa")
+
+// decodeRejectCases each spoil a correctly signed message one way; Decode
+// must refuse every one with the error named, since a message that is
+// accepted in any of these shapes could be forged or misread.
+var decodeRejectCases = []struct {
+	name string
+	key  []byte                    // the key Decode is given
+	edit func(f [][]byte) [][]byte // spoils a private copy of the good frames
+	want error
+}{
+	{"tampered content", decodeRejectsKey, func(f [][]byte) [][]byte {
+		f[5] = []byte(`{"status":"error"}`)
+		return f
+	}, ErrBadSignature},
+	{"tampered header", decodeRejectsKey, func(f [][]byte) [][]byte {
+		f[2] = []byte(strings.Replace(string(f[2]), "kernel_info_reply", "shutdown_reply", 1))
+		return f
+	}, ErrBadSignature},
+	{"tampered parent", decodeRejectsKey, func(f [][]byte) [][]byte {
+		f[3] = []byte(`{"msg_id":"forged"}`)
+		return f
+	}, ErrBadSignature},
+	{"flipped signature digit", decodeRejectsKey, func(f [][]byte) [][]byte {
+		if f[1][0] == '0' {
+			f[1][0] = '1'
+		} else {
+			f[1][0] = '0'
+		}
+		return f
+	}, ErrBadSignature},
+	{"uppercase signature", decodeRejectsKey, func(f [][]byte) [][]byte {
+		f[1] = []byte(strings.ToUpper(string(f[1])))
+		return f
+	}, ErrBadSignature},
+	{"empty signature", decodeRejectsKey, func(f [][]byte) [][]byte {
+		f[1] = nil
+		return f
+	}, ErrBadSignature},
+	{"other key", []byte("some-other-key"), func(f [][]byte) [][]byte { return f }, ErrBadSignature},
+	{"no delimiter", decodeRejectsKey, func(f [][]byte) [][]byte { return f[1:] }, ErrMalformed},
+	{"too few frames", decodeRejectsKey, func(f [][]byte) [][]byte { return f[:5] }, ErrMalformed},
+}
+
 func TestDecodeRejects(t *testing.T) {
-	key := []byte("decode-rejects-key-88aa")
+	key := decodeRejectsKey
 	m := NewMessage("s", "kernel_info_reply", map[string]any{"status": "ok"})
 	good, err := Encode(key, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clone := func() [][]byte {
-		c := make([][]byte, len(good))
-		for i := range good {
-			c[i] = append([]byte(nil), good[i]...)
-		}
-		return c
-	}
-	tests := []struct {
-		name   string
-		key    []byte
-		frames func() [][]byte
-		want   error
-	}{
-		{"tampered content", key, func() [][]byte {
-			f := clone()
-			f[5] = []byte(`{"status":"error"}`)
-			return f
-		}, ErrBadSignature},
-		{"tampered header", key, func() [][]byte {
-			f := clone()
-			f[2] = []byte(strings.Replace(string(f[2]), "kernel_info_reply", "shutdown_reply", 1))
-			return f
-		}, ErrBadSignature},
-		{"tampered parent", key, func() [][]byte {
-			f := clone()
-			f[3] = []byte(`{"msg_id":"forged"}`)
-			return f
-		}, ErrBadSignature},
-		{"flipped signature digit", key, func() [][]byte {
-			f := clone()
-			if f[1][0] == '0' {
-				f[1][0] = '1'
-			} else {
-				f[1][0] = '0'
-			}
-			return f
-		}, ErrBadSignature},
-		{"uppercase signature", key, func() [][]byte {
-			f := clone()
-			f[1] = []byte(strings.ToUpper(string(f[1])))
-			return f
-		}, ErrBadSignature},
-		{"empty signature", key, func() [][]byte {
-			f := clone()
-			f[1] = nil
-			return f
-		}, ErrBadSignature},
-		{"other key", []byte("some-other-key"), clone, ErrBadSignature},
-		{"no delimiter", key, func() [][]byte { return clone()[1:] }, ErrMalformed},
-		{"too few frames", key, func() [][]byte { return clone()[:5] }, ErrMalformed},
-	}
-	for _, tt := range tests {
+	for _, tt := range decodeRejectCases {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := Decode(tt.key, tt.frames())
+			m, err := Decode(tt.key, tt.edit(cloneFrames(good)))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Decode = %+v, %v; want %v", m, err, tt.want)
 			}
@@ -184,6 +179,16 @@ func TestDecodeRejects(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// cloneFrames deep-copies frames, so a case that spoils a frame in place
+// cannot spoil the good message for the cases after it.
+func cloneFrames(good [][]byte) [][]byte {
+	c := make([][]byte, len(good))
+	for i := range good {
+		c[i] = append([]byte(nil), good[i]...)
+	}
+	return c
 }
 
 // fakeKernel is a ROUTER on 127.0.0.1 that answers each request with
@@ -249,79 +254,97 @@ func replyTo(t *testing.T, key []byte, req *Message, msgType string, content map
 	return frames
 }
 
+// requestFakeKey signs the requests of TestRequestFake and, unless a case
+// says otherwise, the fake kernel's replies.
+var requestFakeKey = []byte("fake-kernel-key-1234abcd")
+
+// requestCase is one way a kernel answers kernel_info_request, and what
+// KernelInfo must make of it.
+type requestCase struct {
+	name    string
+	reply   func(t *testing.T, req *Message) [][][]byte
+	wantErr error  // nil: success
+	errText string // substring of the error
+}
+
+// requestFakeCases cover the replies a real kernel sends and those an
+// attacker or a confused peer could send instead.
+var requestFakeCases = []requestCase{
+	{"good reply", func(t *testing.T, req *Message) [][][]byte {
+		return [][][]byte{replyTo(t, requestFakeKey, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})}
+	}, nil, ""},
+	{"unrelated message first is skipped", func(t *testing.T, req *Message) [][][]byte {
+		other := *req
+		other.Header.MsgID = "someone-else"
+		return [][][]byte{
+			replyTo(t, requestFakeKey, &other, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "0"}),
+			replyTo(t, requestFakeKey, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"}),
+		}
+	}, nil, ""},
+	{"tampered reply is rejected", func(t *testing.T, req *Message) [][][]byte {
+		f := replyTo(t, requestFakeKey, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})
+		f[5] = []byte(`{"status":"ok","protocol_version":"9.9"}`)
+		return [][][]byte{f}
+	}, ErrBadSignature, "reply rejected: signature mismatch"},
+	{"reply signed with another key is rejected", func(t *testing.T, req *Message) [][][]byte {
+		return [][][]byte{replyTo(t, []byte("not-the-key"), req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})}
+	}, ErrBadSignature, "signature mismatch"},
+	{"unsigned reply is rejected", func(t *testing.T, req *Message) [][][]byte {
+		return [][][]byte{replyTo(t, nil, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})}
+	}, ErrBadSignature, "signature mismatch"},
+	{"wrong reply type", func(t *testing.T, req *Message) [][][]byte {
+		return [][][]byte{replyTo(t, requestFakeKey, req, "execute_reply", map[string]any{"status": "ok"})}
+	}, ErrMalformed, `got "execute_reply", want "kernel_info_reply"`},
+	{"no protocol_version", func(t *testing.T, req *Message) [][][]byte {
+		return [][][]byte{replyTo(t, requestFakeKey, req, "kernel_info_reply", map[string]any{"status": "ok"})}
+	}, ErrMalformed, "no protocol_version"},
+	{"status error", func(t *testing.T, req *Message) [][][]byte {
+		return [][][]byte{replyTo(t, requestFakeKey, req, "kernel_info_reply", map[string]any{
+			"status": "error", "ename": "RuntimeError", "evalue": "boom", "protocol_version": "5.3"})}
+	}, nil, `status "error": RuntimeError: boom`},
+}
+
 func TestRequestFake(t *testing.T) {
-	key := []byte("fake-kernel-key-1234abcd")
-	tests := []struct {
-		name    string
-		reply   func(t *testing.T, req *Message) [][][]byte
-		wantErr error  // nil: success
-		errText string // substring of the error
-	}{
-		{"good reply", func(t *testing.T, req *Message) [][][]byte {
-			return [][][]byte{replyTo(t, key, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})}
-		}, nil, ""},
-		{"unrelated message first is skipped", func(t *testing.T, req *Message) [][][]byte {
-			other := *req
-			other.Header.MsgID = "someone-else"
-			return [][][]byte{
-				replyTo(t, key, &other, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "0"}),
-				replyTo(t, key, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"}),
-			}
-		}, nil, ""},
-		{"tampered reply is rejected", func(t *testing.T, req *Message) [][][]byte {
-			f := replyTo(t, key, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})
-			f[5] = []byte(`{"status":"ok","protocol_version":"9.9"}`)
-			return [][][]byte{f}
-		}, ErrBadSignature, "reply rejected: signature mismatch"},
-		{"reply signed with another key is rejected", func(t *testing.T, req *Message) [][][]byte {
-			return [][][]byte{replyTo(t, []byte("not-the-key"), req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})}
-		}, ErrBadSignature, "signature mismatch"},
-		{"unsigned reply is rejected", func(t *testing.T, req *Message) [][][]byte {
-			return [][][]byte{replyTo(t, nil, req, "kernel_info_reply", map[string]any{"status": "ok", "protocol_version": "5.3"})}
-		}, ErrBadSignature, "signature mismatch"},
-		{"wrong reply type", func(t *testing.T, req *Message) [][][]byte {
-			return [][][]byte{replyTo(t, key, req, "execute_reply", map[string]any{"status": "ok"})}
-		}, ErrMalformed, `got "execute_reply", want "kernel_info_reply"`},
-		{"no protocol_version", func(t *testing.T, req *Message) [][][]byte {
-			return [][][]byte{replyTo(t, key, req, "kernel_info_reply", map[string]any{"status": "ok"})}
-		}, ErrMalformed, "no protocol_version"},
-		{"status error", func(t *testing.T, req *Message) [][][]byte {
-			return [][][]byte{replyTo(t, key, req, "kernel_info_reply", map[string]any{
-				"status": "error", "ename": "RuntimeError", "evalue": "boom", "protocol_version": "5.3"})}
-		}, nil, `status "error": RuntimeError: boom`},
-	}
-	for _, tt := range tests {
+	for _, tt := range requestFakeCases {
 		t.Run(tt.name, func(t *testing.T) {
 			checkLeaks(t)
-			f := startFake(t, key, func(req *Message) [][][]byte { return tt.reply(t, req) })
+			f := startFake(t, requestFakeKey, func(req *Message) [][][]byte { return tt.reply(t, req) })
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			reply, err := KernelInfo(ctx, f.endpoint, key)
-			if tt.errText == "" {
-				if err != nil {
-					t.Fatalf("KernelInfo: %v", err)
-				}
-				if reply.Content["protocol_version"] != "5.3" {
-					t.Fatalf("reply: %+v", reply)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("KernelInfo accepted %+v", reply)
-			}
-			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
-				t.Errorf("error %v does not wrap %v", err, tt.wantErr)
-			}
-			if !strings.Contains(err.Error(), tt.errText) {
-				t.Errorf("error %q does not contain %q", err, tt.errText)
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("error came from the deadline, not the reply: %v", err)
-			}
-			if strings.Contains(err.Error(), string(key)) {
-				t.Errorf("error contains the key: %v", err)
-			}
+			reply, err := KernelInfo(ctx, f.endpoint, requestFakeKey)
+			tt.check(t, reply, err)
 		})
+	}
+}
+
+// check holds KernelInfo's result to the case. A rejection must be the
+// reply's fault, not a timeout that happens to match, and must never quote
+// the key.
+func (tt requestCase) check(t *testing.T, reply *Message, err error) {
+	t.Helper()
+	if tt.errText == "" {
+		if err != nil {
+			t.Fatalf("KernelInfo: %v", err)
+		}
+		if reply.Content["protocol_version"] != "5.3" {
+			t.Fatalf("reply: %+v", reply)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("KernelInfo accepted %+v", reply)
+	}
+	if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+		t.Errorf("error %v does not wrap %v", err, tt.wantErr)
+	}
+	if !strings.Contains(err.Error(), tt.errText) {
+		t.Errorf("error %q does not contain %q", err, tt.errText)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error came from the deadline, not the reply: %v", err)
+	}
+	if strings.Contains(err.Error(), string(requestFakeKey)) {
+		t.Errorf("error contains the key: %v", err)
 	}
 }
 
