@@ -26,6 +26,7 @@ const (
 	tagDetached = "KQ-DETACHED"
 	tagReleased = "KQ-RELEASED"
 	tagDone     = "KQ-DONE"
+	tagInterrupted = "KQ-INTERRUPTED"
 	tagListEnd  = "KQ-END"
 	tagTick     = "KQ-TICK"
 	tagDied     = "KQ-DIED"
