@@ -261,3 +261,14 @@ func mustMarshal(t *testing.T, v any) []byte {
 	must(t, err)
 	return b
 }
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -260,8 +260,8 @@ func (s *notebookServer) kernels(t *testing.T) []map[string]any {
 func (s *notebookServer) writeNotebook(t *testing.T, cells []string) {
 	t.Helper()
 	var cs []map[string]any
-	for _, src := range cells {
-		cs = append(cs, map[string]any{"cell_type": "code", "execution_count": nil, "metadata": map[string]any{},
+	for i, src := range cells {
+		cs = append(cs, map[string]any{"id": fmt.Sprintf("cell-%d", i), "cell_type": "code", "execution_count": nil, "metadata": map[string]any{},
 			"outputs": []any{}, "source": src})
 	}
 	nb := map[string]any{"nbformat": 4, "nbformat_minor": 5, "cells": cs, "metadata": map[string]any{
@@ -391,7 +391,7 @@ func TestNotebook(t *testing.T) {
 
 	ev = b.until("interrupted", 3*time.Minute)
 	out, secs := cellOut(t, ev, 1)
-	if !strings.Contains(out, "KeyboardInterrupt") || strings.Contains(out, "slept") {
+	if !strings.Contains(out, "KeyboardInterrupt") || strings.Contains("\n"+out+"\n", "\nslept\n") {
 		t.Errorf("Kernel > Interrupt: output %q", out)
 	}
 	if secs > 10 {
@@ -438,5 +438,10 @@ func TestNotebook(t *testing.T) {
 		t.Errorf("connection files left in the notebook's runtime dir: %v", kf)
 	}
 	e.assertClean(append(first, second...), nil)
+	// What the person sees in the server's log: a restart and Close and
+	// Halt are ordinary ends of a kernel, not errors.
+	if log := nb.logText(); strings.Contains(log, "kq: error") {
+		t.Errorf("kq kernel reported an error on a restart or Close and Halt (log %s):\n%s", nb.log, grepLines(log, "kq: "))
+	}
 	t.Logf("screenshots: %s", strings.Join(b.shots, " "))
 }
