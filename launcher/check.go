@@ -8,16 +8,6 @@ import (
 	"github.com/kq-dev/kq/launcher/remote"
 )
 
-// Check test-connects to the profile's host: it dials the whole chain
-// with prompts allowed when stdin is a terminal, so that an unknown host
-// key is recorded now, where the profile's StrictHostKeyChecking allows
-// it (accept-new, or a "yes" at the prompt), and a later launch from a
-// GUI, which can never prompt, finds it known.
-func Check(ctx context.Context, o Options) error {
-	_, err := inspect(ctx, o, false)
-	return err
-}
-
 // RemoteKernel is what the server says about the kernel a profile starts:
 // its kernelspec there, when one could be read.
 type RemoteKernel struct {
@@ -35,15 +25,14 @@ type RemoteKernel struct {
 // is checked already, and an install must not wait on a slow Jupyter.
 const inspectTimeout = 30 * time.Second
 
-// InspectKernel is Check, then, over the same connection, a look at the
-// server's kernelspecs for the one the profile's kernel command runs. Only
-// the connection's failure is an error: a spec that cannot be read is a
-// Note.
+// InspectKernel test-connects to the profile's host, dialling the whole
+// chain with prompts allowed when stdin is a terminal (so that an unknown
+// host key is recorded now, where the profile's StrictHostKeyChecking
+// allows it, and a later launch from a GUI, which can never prompt, finds
+// it known), and then, over the same connection, looks at the server's
+// kernelspecs for the one the profile's kernel command runs. Only the
+// connection's failure is an error: a spec that cannot be read is a Note.
 func InspectKernel(ctx context.Context, o Options) (RemoteKernel, error) {
-	return inspect(ctx, o, true)
-}
-
-func inspect(ctx context.Context, o Options, readSpec bool) (RemoteKernel, error) {
 	log := reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}
 	t0 := time.Now()
 	d, err := dialProfile(ctx, o, log)
@@ -54,9 +43,6 @@ func inspect(ctx context.Context, o Options, readSpec bool) (RemoteKernel, error
 	defer d.ch.Close()
 	host := d.hops[len(d.hops)-1]
 	log.step("connected to %s@%s in %s", host.User, host.Address(), since(t0))
-	if !readSpec {
-		return RemoteKernel{}, nil
-	}
 	sctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 	defer cancel()
 	return readRemoteKernel(sctx, remote.SSH{Client: d.ch.Host()}, o.Profile.Kernel), nil
