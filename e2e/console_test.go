@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kq-dev/kq/e2e/sshdtest"
+)
+
+// tmuxSession is one test's tmux server (on its own socket) with one
+// pane running a command, read and typed into as a person would.
+type tmuxSession struct {
+	t         *testing.T
+	socket    string
+	artifacts string
+	snaps     int
+}
+
+// startTmux starts a tmux server on a private socket whose one pane runs
+// the shell command; env is the environment of that server and pane.
+func startTmux(t *testing.T, dir, artifacts, command string, env []string) *tmuxSession {
+	t.Helper()
+	s := &tmuxSession{t: t, socket: filepath.Join(dir, "tmux.sock"), artifacts: artifacts}
+	cmd := exec.CommandContext(contextFor(t, 20*time.Second), "/usr/bin/tmux", "-S", s.socket, "-f", "/dev/null",
+		"new-session", "-d", "-s", "kq", "-x", "160", "-y", "50", command)
+	cmd.Env = append(env, "TERM=xterm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	pid, err := strconv.Atoi(s.run("display-message", "-p", "#{pid}"))
+	if err != nil {
+		t.Fatalf("tmux server pid: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.snapshot("at-failure")
+		}
+		_, _ = s.tmux("kill-server")
+		if sshdtest.ProcessAlive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return s
+}
+
+func (s *tmuxSession) tmux(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/usr/bin/tmux", append([]string{"-S", s.socket}, args...)...).CombinedOutput()
+	return strings.TrimRight(string(out), "\n"), err
+}
+
+func (s *tmuxSession) run(args ...string) string {
+	s.t.Helper()
+	out, err := s.tmux(args...)
+	if err != nil {
+		s.t.Fatalf("tmux %q: %v: %s", args, err, out)
+	}
+	return out
+}
+
+// screen is the pane's text, its history included.
+func (s *tmuxSession) screen() string {
+	out, _ := s.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "kq")
+	return out
+}
+
+// snapshot keeps the pane's text as NN-name.txt in the artefacts dir.
+func (s *tmuxSession) snapshot(name string) {
+	s.snaps++
+	path := filepath.Join(s.artifacts, fmt.Sprintf("%02d-%s.txt", s.snaps, name))
+	if err := os.WriteFile(path, []byte(s.screen()), 0o644); err == nil {
+		s.t.Logf("terminal snapshot %s", path)
+	}
+}
+
+// send types keys into the pane (tmux send-keys syntax: "Enter", "C-c").
+func (s *tmuxSession) send(keys ...string) {
+	s.t.Helper()
+	s.run(append([]string{"send-keys", "-t", "kq"}, keys...)...)
+}
+
+// typeLine types text literally and presses Enter.
+func (s *tmuxSession) typeLine(text string) {
+	s.t.Helper()
+	s.run("send-keys", "-t", "kq", "-l", text)
+	s.send("Enter")
+}
+
+// waitScreen waits until the pane shows want n times in all, and returns
+// the screen.
+func (s *tmuxSession) waitScreen(want string, n int, timeout time.Duration) string {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		scr := s.screen()
+		if strings.Count(scr, want) >= n {
+			return scr
+		}
+		if time.Now().After(deadline) {
+			s.snapshot("timeout")
+			s.t.Fatalf("the terminal never showed %q (%d times) within %s:\n%s", want, n, timeout, scr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestConsole: `kq p` with `jupyter console --kernel {kernel}` as its
+// frontend, in a tmux pane, typed into as a person would: a cell sets a
+// variable; Ctrl-C at the terminal stops a running time.sleep(60) within
+// seconds and the session goes on with its state; `exit` ends the console
+// and kq exits 0 with nothing left on either side.
+func TestConsole(t *testing.T) {
+	e := newEnv(t, sshdtest.Options{})
+	p := e.baseProfile()
+	p["frontend"] = []string{"/usr/bin/jupyter", "console", "--kernel", "{kernel}"}
+	e.writeConfig(map[string]profile{"p": p})
+	artifacts := artifactDir(t)
+	t.Logf("artefacts in %s", artifacts)
+	exitFile := filepath.Join(e.dir, "kq-exit")
+	command := fmt.Sprintf("%s --config %s p; echo $? > %s; sleep 600", kqBin, e.configFile, exitFile)
+	env := append(cleanEnv(), "JUPYTER_RUNTIME_DIR="+e.localRT)
+	s := startTmux(t, e.dir, artifacts, command, env)
+
+	s.waitScreen("In [1]:", 1, 90*time.Second)
+	first := e.waitRemoteKernels(t, 1, 30*time.Second)
+	s.snapshot("started")
+	s.typeLine("import os; kq_var = 42; print('set', kq_var, os.getpid())")
+	s.waitScreen(fmt.Sprintf("set 42 %d", first[0]), 1, 60*time.Second)
+	s.snapshot("variable-set")
+
+	s.typeLine("import time; print('sleeping'); time.sleep(60); print('slept')")
+	s.waitScreen("\nsleeping", 1, 30*time.Second)
+	time.Sleep(time.Second)
+	start := time.Now()
+	s.send("C-c")
+	s.waitScreen("KeyboardInterrupt", 1, 30*time.Second)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("KeyboardInterrupt showed %s after Ctrl-C", took)
+	}
+	s.waitScreen("In [3]:", 1, 30*time.Second)
+	s.snapshot("interrupted")
+	s.typeLine("print('still', kq_var, os.getpid())")
+	s.waitScreen(fmt.Sprintf("still 42 %d", first[0]), 1, 30*time.Second)
+	s.snapshot("state-kept")
+	if strings.Contains(s.screen(), "\nslept") {
+		t.Errorf("the sleeping cell ran to its end")
+	}
+	if now := e.waitRemoteKernels(t, 1, 5*time.Second); now[0] != first[0] {
+		t.Errorf("Ctrl-C replaced the remote kernel %d by %d", first[0], now[0])
+	}
+	if n := len(e.kqKernelProcs()); n != 1 {
+		t.Errorf("%d kq kernel processes, want 1", n)
+	}
+
+	s.typeLine("exit")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(exitFile); err == nil {
+			break
+		}
+		if strings.Contains(s.screen(), "really want to exit") {
+			s.typeLine("y")
+		}
+		if time.Now().After(deadline) {
+			s.snapshot("no-exit")
+			t.Fatalf("kq did not exit within 60s of exit:\n%s", s.screen())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.snapshot("exited")
+	b, err := os.ReadFile(exitFile)
+	must(t, err)
+	if code := strings.TrimSpace(string(b)); code != "0" {
+		t.Errorf("kq exit %s after exit in jupyter console:\n%s", code, s.screen())
+	}
+	e.waitRemoteKernels(t, 0, 30*time.Second)
+	e.waitNoKQKernel(t, 30*time.Second)
+	e.assertClean(first, nil)
+}
