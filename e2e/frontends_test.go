@@ -272,3 +272,21 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// remoteFilesGoneAtExit is called when kq has just exited: the session is
+// over, so the remote runtime dir must already be empty. When it is not,
+// it says how long the files stayed (the server's watchdog removes them
+// by itself within its 2s period).
+func (e *env) remoteFilesGoneAtExit(t *testing.T) {
+	t.Helper()
+	left := listKQFiles(e.remoteRT)
+	if len(left) == 0 {
+		return
+	}
+	start := time.Now()
+	for len(listKQFiles(e.remoteRT)) > 0 && time.Since(start) < 10*time.Second {
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("kq exited with the remote kernel's files still there: %v (gone %s later: %v)",
+		left, time.Since(start).Round(10*time.Millisecond), len(listKQFiles(e.remoteRT)) == 0)
+}
