@@ -102,8 +102,12 @@ def new_client(cf=None, km=None):
 
 def km_scenario():
     """KernelManager: start, execute, interrupt, both restarts, shutdown."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
     name = os.environ.get("KQ_KERNEL_NAME", "kqtest")
-    km = KernelManager(kernel_name=name)
+    # The file where Jupyter Server's MultiKernelManager puts it.
+    cf = os.path.join(jupyter_runtime_dir(), "kernel-%s.json" % uuid.uuid4())
+    km = KernelManager(kernel_name=name, connection_file=cf)
     t0 = time.time()
     km.start_kernel()
     kc = new_client(km=km)
