@@ -29,6 +29,9 @@ type Options struct {
 	// Detach starts the kernel, says where it is, and returns without a
 	// frontend; the kernel stays until kq stop.
 	Detach bool
+	// NoPrompt: never ask anything (no terminal, no askpass); what needs
+	// an answer fails at once.
+	NoPrompt bool
 	// Warn prints a warning, so the caller's one printer says it; nil
 	// prints "kq: warning: ..." on Stderr.
 	Warn func(format string, args ...any)

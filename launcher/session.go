@@ -68,6 +68,12 @@ type session struct {
 	k    *kernel            // set once the kernel runs
 	fw   *forward.Forwarder // set once the ports are forwarded
 
+	// preset and owner start the kernel with a kernel manager's key and
+	// tag (kq kernel); stopWithin, when set, bounds stopping it at the end.
+	preset     []byte
+	owner      string
+	stopWithin time.Duration
+
 	// linkEnded: the link's failure ended the session, with its own error.
 	linkEnded atomic.Bool
 	// endCheck asks the link once, at the teardown, whether it is dead;

@@ -55,6 +55,9 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 		log.detail("%s, from %s", sshx.HopName(h, i, len(hops)), h.Source)
 	}
 	pr := sshx.NewPrompter(o.StdinIsTerminal)
+	if o.NoPrompt {
+		pr = sshx.NoPrompts()
+	}
 	d := &dialed{hops: hops, auth: sshx.NewAuthenticator(pr), closeTerminal: func() { sshx.ClosePrompter(pr) }}
 	d.auth.Note = log.always
 	if d.ch, err = sshx.Dial(ctx, d.auth, hops); err != nil {
@@ -145,6 +148,7 @@ func (s *session) kernelIP() string {
 func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kernel) ([]byte, string, error) {
 	spec := newKernelSpec(s.o.Profile, uuid.NewString())
 	spec.Keep = spec.Keep || s.o.Detach
+	spec.Preset, spec.Owner = s.preset, s.owner
 	h, err := remote.Start(ctx, s.runner(), spec)
 	if err != nil {
 		return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
@@ -198,15 +202,31 @@ func (s *session) hold(h *remote.Hold, k *kernel) {
 	s.cur.Store(&l)
 	switch {
 	case s.ownsKernel():
-		s.push("stop kernel", func() error {
-			return s.letGo(func(h *remote.Hold) error { return h.Stop(context.Background(), k.acked) })
-		})
+		s.push("stop kernel", func() error { return s.letGo(s.stopKernel(k)) })
 	case s.kept():
 		s.push("leave kernel running", func() error { return s.letGo(s.keep) })
 	default:
 		s.push("release kernel", func() error {
 			return s.letGo(func(h *remote.Hold) error { return h.Release(context.Background()) })
 		})
+	}
+}
+
+// stopKernel stops the kernel at the end, gracefully if it answered
+// shutdown_request. Under stopWithin (kq kernel, whose manager escalates
+// to SIGKILL soon), a stop that takes longer is left to the server's side,
+// which finishes it by itself.
+func (s *session) stopKernel(k *kernel) func(*remote.Hold) error {
+	return func(h *remote.Hold) error {
+		if s.stopWithin == 0 {
+			return h.Stop(context.Background(), k.acked)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.stopWithin)
+		defer cancel()
+		if err := h.Stop(ctx, k.acked); err != nil && ctx.Err() == nil {
+			return err
+		}
+		return nil
 	}
 }
 

@@ -93,6 +93,29 @@ func Listen(d Dialer, targets []Target) (*Forwarder, error) {
 	return serve(d, targets, lns), nil
 }
 
+// Bind binds 127.0.0.1:port for each named port, all or none, for ports
+// that someone else chose (a Jupyter kernel manager): a port that is taken
+// is named. Connections that arrive before Serve wait in the backlog.
+func Bind(names []string, ports []int) ([]net.Listener, error) {
+	var lns []net.Listener
+	for i, name := range names {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, kinds.With(kinds.Forward, "another program holds that port; let the kernel manager choose new ports (restart the kernel)",
+				fmt.Errorf("listen on 127.0.0.1:%d for %s: %w", ports[i], name, err))
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Serve relays the connections of listeners bound by Bind to targets, in
+// the same order, through d. Close ends it and closes the listeners.
+func Serve(d Dialer, targets []Target, lns []net.Listener) *Forwarder { return serve(d, targets, lns) }
+
 // serve relays each listener's connections to its target.
 func serve(d Dialer, targets []Target, lns []net.Listener) *Forwarder {
 	f := &Forwarder{dialer: d, conns: map[net.Conn]struct{}{}, failed: make(chan struct{}),

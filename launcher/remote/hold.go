@@ -52,6 +52,7 @@ type Hold struct {
 
 	waitErr   error // how the command ended; read after done is closed
 	mu        sync.Mutex
+	writeMu   sync.Mutex // one line at a time on stdin
 	closed    bool
 	firstOnce sync.Once
 	diedOnce  sync.Once
@@ -106,7 +107,8 @@ func (h *Hold) readLines(stdout io.Reader) {
 // a kernel slower to start than linger is not taken for an abandoned one.
 // On error nothing is left running remotely.
 func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
-	h, err := open(ctx, r, vars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.StartScript()}, "op_start")
+	h, err := open(ctx, r, vars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.StartScript(),
+		preset: k.Preset, owner: k.Owner}, "op_start")
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +169,8 @@ func (h *Hold) ping() {
 	}
 }
 
-// send writes one line to the hold loop unless the hold is closed.
+// send writes one line to the hold loop unless the hold is closed; lines
+// from the pinger and from commands never interleave.
 func (h *Hold) send(line string) bool {
 	h.mu.Lock()
 	closed := h.closed
@@ -175,6 +178,8 @@ func (h *Hold) send(line string) bool {
 	if closed {
 		return false
 	}
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
 	_, err := io.WriteString(h.proc.Stdin(), line+"\n")
 	return err == nil
 }
@@ -313,24 +318,40 @@ func (h *Hold) HasDied() bool {
 // period for a kernel that was sent shutdown_request to exit by itself)
 // or at once, then TERM and KILL to its process group. The hold ends.
 func (h *Hold) Stop(ctx context.Context, graceful bool) error {
-	defer h.Close()
+	defer h.end(ctx)
 	if graceful {
 		return h.command(ctx, "stop", tagStopped)
 	}
 	return h.command(ctx, "kill", tagStopped)
 }
 
+// Interrupt sends SIGINT to the kernel's process group, through the hold:
+// no new session, so it is as fast as the link.
+func (h *Hold) Interrupt(ctx context.Context) error {
+	return h.command(ctx, "interrupt", tagInterrupted)
+}
+
 // Detach leaves the kernel running for good (until kq stop); the hold ends.
 func (h *Hold) Detach(ctx context.Context) error {
-	defer h.Close()
+	defer h.end(ctx)
 	return h.command(ctx, "detach", tagDetached)
 }
 
 // Release ends this session's hold; the kernel lingers or stays as it was
 // set up.
 func (h *Hold) Release(ctx context.Context) error {
-	defer h.Close()
+	defer h.end(ctx)
 	return h.command(ctx, "release", tagReleased)
+}
+
+// end closes the hold after a command: at once if ctx ran out (the caller
+// has no time left to wait for the server), else as Close does.
+func (h *Hold) end(ctx context.Context) {
+	if ctx.Err() != nil {
+		h.Abandon()
+		return
+	}
+	h.Close()
 }
 
 // Abandon lets go of the hold on a dead link: nothing is sent and nothing

@@ -1,7 +1,7 @@
 # kq's remote side: plain POSIX sh. kq runs the constant command
 # `exec /bin/sh -s` and sends, on that session's stdin, the settings (rt:
 # runtime dir, "" to ask the server; id; linger in seconds; keep 0/1;
-# start_script; path; grace), this text and one line that calls
+# start_script; path; grace; conn_json; owner), this text and one line that calls
 # an op_* function and exits. So no setting, no env: value and no key is
 # ever on a command line, and the user's login shell (bash, zsh, csh, fish)
 # only ever parses that constant command.
@@ -15,7 +15,8 @@
 # Files of one kernel, all in the runtime dir, all 0600, all removed with it:
 #   kernel-kq-ID.json  connection file (written by the kernel)
 #   kernel-kq-ID.log   the kernel command's output (capped)
-#   kernel-kq-ID.kq    pid=..., start=... (the pid's start time), linger=...
+#   kernel-kq-ID.kq    pid=..., start=... (the pid's start time), linger=...,
+#                      owner=... (kq kernel: which kernel manager's kernel)
 #   kernel-kq-ID.cmd   how to (re)start the kernel: sh FILE CONNECTION_FILE;
 #                      it holds the profile's env: values
 #   kernel-kq-ID.hold  re-created by every line a kq session sends; the
@@ -27,9 +28,11 @@
 #                      failed start reports the death itself, and keeps it
 #   kernel-kq-ID.wd    the watchdog's pid
 
-# kq sets rt, id, linger, keep, start_script, path and grace before this
-# text.
-# shellcheck disable=SC2154
+# kq sets rt, id, linger, keep, start_script, path, grace, conn_json and
+# owner before this text.
+# replace_owner works on other kernels' files in a subshell, so its
+# assignments are local on purpose.
+# shellcheck disable=SC2154,SC2030,SC2031
 
 # The kernel gets the login umask; kq's own files are private.
 login_umask=$(umask)
@@ -108,7 +111,7 @@ spawn() {
   : >> "$log"
   # shellcheck disable=SC2086 # $ss and $dflt are words to split, or none
   p=$( ( $ss $dflt sh "$cmdf" "$f" </dev/null >>"$log" 2>&1 & echo $! ) )
-  { say "pid=$p"; say "start=$(stamp "$p")"; say "linger=$linger"; } > "$meta.new" && mv "$meta.new" "$meta"
+  { say "pid=$p"; say "start=$(stamp "$p")"; say "linger=$linger"; say "owner=$owner"; } > "$meta.new" && mv "$meta.new" "$meta"
 }
 
 # cap_log keeps the kernel's log under log_max by keeping its newest part;
@@ -162,6 +165,7 @@ hold() {
       kill) end_helpers; kill_kernel; finish; say KQ-STOPPED; exit 0;;
       detach) end_helpers; : > "$keepf"; rm -f "$hold"; say KQ-DETACHED; exit 0;;
       release) end_helpers; rm -f "$hold"; say KQ-RELEASED; exit 0;;
+      interrupt) signal_kernel INT; say KQ-INTERRUPTED;;
     esac
   done
   end_helpers
@@ -184,12 +188,16 @@ printed_json() {
   ' "$log" 2>/dev/null
 }
 
+# zero_ports: the connection file kq preset still has port 0, so the
+# kernel has not yet written back the ports it bound.
+zero_ports() { [ -n "$conn_json" ] && grep -q '"shell_port": *0[^0-9]' "$f"; }
+
 # wait_json reports the connection file once the kernel has written it (or
 # printed it), or why it never will.
 wait_json() {
   i=0
   while :; do
-    if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}'; then break; fi
+    if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}' && ! zero_ports; then break; fi
     if grep -q '"shell_port"' "$log" 2>/dev/null; then
       if printed_json > "$f.new"; then mv "$f.new" "$f"; break; fi
       rm -f "$f.new"
@@ -214,6 +222,8 @@ op_start() {
   mkdir -p "$rt" || { say "KQ-ERROR cannot create runtime dir $rt"; say KQ-FAILED; exit 1; }
   check_rt || { say KQ-FAILED; exit 1; }
   say "KQ-FILE $f"
+  [ -n "$owner" ] && replace_owner
+  [ -n "$conn_json" ] && say "$conn_json" > "$f"
   { say "umask $login_umask"; say "$start_script"; } > "$cmdf"
   [ "$keep" = 1 ] && : > "$keepf"
   : > "$starting"
@@ -226,6 +236,20 @@ op_start() {
   extra=$!
   hold
 }
+
+# replace_owner stops every other kq kernel of this owner (the kernel
+# manager that launched this one restarts its kernel: the old one must go,
+# even if its kq was killed and could not stop it) and removes its files.
+replace_owner() (
+  for m in "$rt"/kernel-kq-*.kq; do
+    { [ -f "$m" ] && [ -O "$m" ] && [ "$m" != "$meta" ]; } || continue
+    [ "$(sed -n 's/^owner=//p' "$m")" = "$owner" ] || continue
+    meta=$m; id=${m##*/kernel-kq-}; id=${id%.kq}; base="$rt/kernel-kq-$id"; last=; last_start=
+    f="$base.json"; log="$base.log"; hold="$base.hold"; keepf="$base.keep"; cmdf="$base.cmd"
+    restarting="$base.restarting"; starting="$base.starting"; wdf="$base.wd"
+    kill_kernel; finish
+  done
+)
 
 # op_attach holds a running kq kernel for a new session (a reconnect, or
 # kq attach), after sending its connection file.

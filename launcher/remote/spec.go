@@ -46,6 +46,15 @@ type KernelSpec struct {
 	Linger time.Duration
 	// Keep leaves the kernel up with no kq session at all, until kq stop.
 	Keep bool
+	// Preset, when set, is a connection file (key, signature scheme,
+	// ports 0) written where the kernel reads it with -f, so that the
+	// kernel uses the key a local kernel manager chose and binds free ports
+	// of its own, which it writes back (kq kernel).
+	Preset []byte
+	// Owner tags the kernel with who launched it (kq kernel: a hash of the
+	// manager's key); starting a kernel with an owner first stops any
+	// older kernel with the same owner, so a manager's restart leaves one.
+	Owner string
 }
 
 // commandLine is the kernel command as the remote shell runs it, with the
@@ -94,6 +103,8 @@ type vars struct {
 	start   string // start_script, for op_start
 	path    string // for op_cat and op_rm
 	graceDS int    // tenths of a second, for op_stop
+	preset  []byte // conn_json, for op_start
+	owner   string // for op_start
 }
 
 // program is one op as a POSIX sh program, as sent on stdin: the
@@ -109,8 +120,9 @@ func program(v vars, op string) string {
 		keep = 1
 	}
 	linger := int(v.linger / time.Second)
-	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\n",
-		rt, shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), strconv.Itoa(v.graceDS))
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\nconn_json=%s\nowner=%s\n",
+		rt, shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), strconv.Itoa(v.graceDS),
+		shQuote(string(v.preset)), shQuote(v.owner))
 	b.WriteString(lib)
 	// One line, so the shell has read all of the program before the op
 	// runs and reads kq's lines itself.

@@ -72,6 +72,10 @@ func newPrompter(e promptEnv) Prompter {
 	return noPrompter{}
 }
 
+// NoPrompts is the prompter of a kq that must never ask (kq kernel, run by
+// a kernel manager with no terminal): every question fails at once.
+func NoPrompts() Prompter { return noPrompter{} }
+
 type noPrompter struct{}
 
 func (noPrompter) Ask(string, bool) (string, error) { return "", errNoPrompt }
