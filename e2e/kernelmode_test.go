@@ -389,11 +389,15 @@ func (s *sampler) result() (int, []string) {
 func (e *kernelEnv) assertKernelModeClean(t *testing.T, kernelPIDs, localPorts, remotePorts []int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(e.kqProcesses()) > 0 || len(e.remoteKernels()) > 0 {
+	left := func() []string { m, _ := filepath.Glob(filepath.Join(e.remoteRT, "*")); return m }
+	for len(e.kqProcesses()) > 0 || len(e.remoteKernels()) > 0 || len(left()) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("still running after 10s: kq %v, remote kernels %v", e.kqProcesses(), e.remoteKernels())
+			t.Fatalf("still there after 10s: kq %v, remote kernels %v, remote files %q", e.kqProcesses(), e.remoteKernels(), left())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if waited := 10*time.Second - time.Until(deadline); waited > 100*time.Millisecond {
+		t.Logf("kq, the remote kernel and its files were gone %s after the scenario ended", waited.Round(10*time.Millisecond))
 	}
 	for _, p := range remotePorts {
 		if sshdtest.Listening(p) {

@@ -106,6 +106,7 @@ def km_scenario():
 
     name = os.environ.get("KQ_KERNEL_NAME", "kqtest")
     # The file where Jupyter Server's MultiKernelManager puts it.
+    os.makedirs(jupyter_runtime_dir(), mode=0o700, exist_ok=True)
     cf = os.path.join(jupyter_runtime_dir(), "kernel-%s.json" % uuid.uuid4())
     km = KernelManager(kernel_name=name, connection_file=cf)
     t0 = time.time()
