@@ -520,6 +520,11 @@ func testKernelManager(t *testing.T, spec string, full bool) {
 	if d.FileLeft {
 		t.Errorf("the manager's connection file is left")
 	}
+	if strings.Contains(r.stderr.String(), "kq: error: kernel died") {
+		// A kernel that ends on the manager's shutdown_request did not die;
+		// noted, not failed: the contract names no message for it.
+		t.Logf("note: kq reported a requested shutdown as a death:\n%s", r.stderr)
+	}
 	if n, seen := s.result(); n > 1 {
 		t.Logf("at most %d remote kernels at once: %v", n, seen)
 	}
@@ -860,4 +865,25 @@ func TestKernelModePortTaken(t *testing.T) {
 	}
 	must(t, os.Remove(file))
 	e.assertKernelModeClean(t, nil, ports, nil)
+}
+
+// TestKernelModeKernelDies: the remote kernel killed on the server ends
+// `kq kernel` within about a second, non-zero, so that the manager sees
+// its kernel die; nothing is left.
+func TestKernelModeKernelDies(t *testing.T) {
+	e := newKernelEnv(t, nil)
+	file, ports := e.writeConnFile(t)
+	r := e.start([]string{"kernel", "p", "--f=" + file})
+	pid := e.ping(t, file)
+	remotePorts := connPorts(e.remoteConn(t))
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	killed := time.Now()
+	code := r.wait(t, 10*time.Second)
+	d := time.Since(killed)
+	t.Logf("kq exited %d, %s after the kernel was killed\n%s", code, d.Round(10*time.Millisecond), r.stderr)
+	if code == 0 || d > 2*time.Second {
+		t.Errorf("exit %d after %s; want non-zero within about a second", code, d)
+	}
+	must(t, os.Remove(file))
+	e.assertKernelModeClean(t, []int{pid}, ports, remotePorts)
 }
