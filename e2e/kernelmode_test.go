@@ -167,6 +167,8 @@ type stepData struct {
 	Errors        []string   `json:"errors"`
 	KQAlive       bool       `json:"kq_alive"`
 	After         string     `json:"after"`
+	AfterStatus   string     `json:"after_status"`
+	AfterErrors   []string   `json:"after_errors"`
 	Fresh         bool       `json:"fresh"`
 	StopCode      any        `json:"stop_code"`
 	StopSecs      float64    `json:"stop_secs"`
@@ -473,8 +475,8 @@ func testKernelManager(t *testing.T, spec string, full bool) {
 		t.Errorf("the interrupt took %.1fs", in.Secs)
 	}
 	if !in.KQAlive || in.KQPID != st.KQPID || in.After != "42" {
-		t.Errorf("after the interrupt: kq alive %v (pid %d, was %d), state %q; want the same kq and 42",
-			in.KQAlive, in.KQPID, st.KQPID, in.After)
+		t.Errorf("after the interrupt: kq alive %v (pid %d, was %d), state %q (reply %s, errors %q); want the same kq and 42",
+			in.KQAlive, in.KQPID, st.KQPID, in.After, in.AfterStatus, in.AfterErrors)
 	}
 	if id, _ := onlyKernel(e.waitRemoteKernels(t, 1, 5*time.Second)); id != id0 {
 		t.Errorf("the interrupt replaced remote kernel %s with %s", id0, id)

@@ -122,9 +122,10 @@ def km_scenario():
     reply, out, errors, secs = run(kc, "import time; time.sleep(60); print('slept')", timeout=30,
                                    interrupt=km.interrupt_kernel)
     alive = km.is_alive()
-    reply2, out2, _, _ = run(kc, "print(kq_state)")
+    reply2, out2, errors2, _ = run(kc, "print(kq_state)")
     step("interrupted", status=reply["status"], ename=reply.get("ename", ""), errors=errors, out=out,
-         secs=secs, kq_alive=alive, after=out2.strip(), kq_pid=km.provisioner.process.pid)
+         secs=secs, kq_alive=alive, after=out2.strip(), after_status=reply2["status"], after_errors=errors2,
+         kq_pid=km.provisioner.process.pid)
 
     for now in () if os.environ.get("KQ_KM_SHORT") else (False, True):
         kc.stop_channels()
