@@ -51,7 +51,7 @@ func NewCmdKernel(f *Factory, runF func(*KernelOptions) error) *cobra.Command {
 	// VS Code passes --f=FILE, with quotes when the path has spaces.
 	c.Flags().StringVar(&long, "f", "", "same as -f")
 	_ = c.Flags().MarkHidden("f")
-	addSettingFlags(c.Flags(), profiles.SettingJump)
+	addSettingFlags(c.Flags(), profiles.SettingKernel, profiles.SettingJump)
 	return c
 }
 
@@ -76,5 +76,6 @@ func runKernel(o *KernelOptions) error {
 	if p, err := strconv.Atoi(strings.TrimSpace(os.Getenv("JPY_PARENT_PID"))); err == nil && p > 0 {
 		parent = p
 	}
-	return launcher.RunKernel(o.Factory.Ctx, launcher.KernelOptions{Options: lo, ConnectionFile: o.ConnectionFile, ParentPID: parent})
+	return launcher.RunKernel(o.Factory.Ctx, launcher.KernelOptions{Options: lo, ConnectionFile: o.ConnectionFile,
+		ParentPID: parent, ManagedDir: os.Getenv(launcher.ManagedDirEnv)})
 }

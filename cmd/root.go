@@ -109,7 +109,7 @@ and stops the kernel and removes every file it made when the frontend exits.
 	pf.BoolVarP(&f.Quiet, "quiet", "q", false, "print nothing but errors")
 	bindRun(root, f, nil)
 	root.AddCommand(NewCmdRun(f, nil), NewCmdLs(f, nil), NewCmdAttach(f, nil), NewCmdStop(f, nil),
-		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil), NewCmdKernel(f, nil))
+		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil), NewCmdKernel(f, nil), NewCmdKernelspec(f))
 	return root
 }
 

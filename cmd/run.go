@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/kq-dev/kq/launcher"
 	"github.com/kq-dev/kq/profiles"
@@ -70,6 +72,9 @@ func runRun(o *RunOptions) error {
 	}
 	lo.Profile.Frontend = append(lo.Profile.Frontend, o.FrontendArgs...)
 	lo.Detach = o.Detach
+	if lo.SelfArgv, err = selfArgv(o.Factory, o.Profile, o.Flags); err != nil {
+		return err
+	}
 	if o.DryRun {
 		plan, err := launcher.Plan(o.Factory.Ctx, lo)
 		if err != nil {
@@ -79,4 +84,35 @@ func runRun(o *RunOptions) error {
 		return err
 	}
 	return frontendExit(launcher.Run(o.Factory.Ctx, lo))
+}
+
+// selfArgv runs "kq kernel PROFILE" with the settings this command was
+// given (config file, ssh config, kernel command, jump hosts), for the
+// transient kernelspec of a frontend that owns its kernel.
+func selfArgv(f *Factory, profile string, flags *pflag.FlagSet) ([]string, error) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.Abs(exe)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find kq's own path: %w", err)
+	}
+	argv := []string{exe}
+	if f.ConfigFile != "" {
+		cfg, err := filepath.Abs(f.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("config path: %w", err)
+		}
+		argv = append(argv, "--config", cfg)
+	}
+	if f.Verbose {
+		argv = append(argv, "-v")
+	}
+	argv = append(argv, "kernel", profile)
+	for _, st := range []*profiles.Setting{profiles.SettingSSHConfig, profiles.SettingKernel, profiles.SettingJump} {
+		if fl := flags.Lookup(st.Flag); fl != nil && fl.Changed {
+			argv = append(argv, "--"+st.Flag, fl.Value.String())
+		}
+	}
+	return argv, nil
 }

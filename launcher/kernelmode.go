@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,9 @@ type KernelOptions struct {
 	// ParentPID is the manager's pid (JPY_PARENT_PID, else kq's parent at
 	// start); its death stops the kernel as SIGTERM does. 0: not watched.
 	ParentPID int
+	// ManagedDir is ManagedDirEnv's value: the dir of the kq session whose
+	// frontend launched this kernel, or "".
+	ManagedDir string
 }
 
 // kernelStopWithin bounds stopping the remote kernel at SIGTERM: the
@@ -36,7 +40,9 @@ const kernelStopWithin = 1500 * time.Millisecond
 // manager's key on ports the remote side chooses, relay, and live exactly
 // as long as the remote kernel. SIGINT interrupts the remote kernel;
 // SIGTERM, SIGHUP or the manager's death stop it. It returns nil when told
-// to stop and an ErrKernel error when the remote kernel died.
+// to stop or when the remote kernel exited (after the manager's
+// shutdown_request that is the normal end; a manager sees a dead kernel
+// by its process either way).
 func RunKernel(ctx context.Context, ko KernelOptions) (err error) {
 	info, err := readManagerFile(ko.ConnectionFile)
 	if err != nil {
@@ -51,13 +57,16 @@ func RunKernel(ctx context.Context, ko KernelOptions) (err error) {
 	s := newSession(ko.Options)
 	s.stopWithin = kernelStopWithin
 	s.push("close listeners", func() error { closeAll(lns, s.fw); return nil })
+	s.push("forget the session's pid file", announceToSession(ko.ManagedDir))
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer func() { err = s.finish(ctx, false, err) }()
+	served := false // from then on a teardown problem is only a warning
+	defer func() { err = s.finish(ctx, served, err) }()
 	if err := s.startRemote(ctx, cancel, info); err != nil {
 		return err
 	}
 	s.serveManager(lns)
+	served = true
 	s.startMonitor(ctx, cancel)
 	return s.waitKernel(ctx, cancel, ko.ParentPID)
 }
@@ -141,14 +150,19 @@ func (s *session) serveManager(lns []net.Listener) {
 	s.log.detail("relaying the manager's ports to the remote kernel's")
 }
 
-// waitKernel lives as long as the remote kernel: its death ends kq with
-// ErrKernel; SIGINT interrupts it; SIGTERM, SIGHUP and the manager's
-// death stop it (nil).
+// waitKernel lives as long as the remote kernel: its end ends kq; SIGINT
+// interrupts it; SIGTERM, SIGHUP and the manager's death stop it.
 func (s *session) waitKernel(ctx context.Context, cancel context.CancelCauseFunc, parent int) error {
 	orphaned := watchParent(ctx, parent)
 	for {
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errKernelDied) {
+				// After a shutdown_request this is the normal end, and the
+				// manager sees a dead kernel either way: say it, no error.
+				s.log.step("the kernel on %s exited", s.hostAlias())
+				return nil
+			}
 			return s.endCause(ctx, context.Cause(ctx))
 		case <-orphaned:
 			s.log.detail("the kernel manager (pid %d) is gone: stopping the kernel", parent)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/kq-dev/kq/launcher/kernelspec"
 )
 
 // LocalRuntimeDir is where Jupyter clients on this machine look for
@@ -24,29 +26,9 @@ func LocalRuntimeDir() (string, error) {
 	return filepath.Join(data, "runtime"), nil
 }
 
-// jupyterDataDir follows jupyter_core.paths.jupyter_data_dir.
-func jupyterDataDir() (string, error) {
-	if d := os.Getenv("JUPYTER_DATA_DIR"); d != "" {
-		return d, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("find home directory: %w", err)
-	}
-	switch runtime.GOOS {
-	case "darwin":
-		return filepath.Join(home, "Library", "Jupyter"), nil
-	case "windows":
-		if a := os.Getenv("APPDATA"); a != "" {
-			return filepath.Join(a, "jupyter"), nil
-		}
-		return filepath.Join(home, ".jupyter", "data"), nil
-	}
-	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
-		return filepath.Join(x, "jupyter"), nil
-	}
-	return filepath.Join(home, ".local", "share", "jupyter"), nil
-}
+// jupyterDataDir follows jupyter_core.paths.jupyter_data_dir; kernelspec
+// owns the rule, since kq kernelspec install writes there too.
+func jupyterDataDir() (string, error) { return kernelspec.DataDir() }
 
 // maxLocalNames bounds the names tried for one local file: the short name,
 // then NAME-2.json, NAME-3.json... while other live sessions hold them.

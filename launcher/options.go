@@ -29,6 +29,11 @@ type Options struct {
 	// Detach starts the kernel, says where it is, and returns without a
 	// frontend; the kernel stays until kq stop.
 	Detach bool
+	// SelfArgv runs kq kernel for this profile with the settings it was
+	// given ([kq, --config, FILE, kernel, PROFILE, ...]; "-f FILE" is
+	// appended): the transient kernelspec of a frontend that owns its
+	// kernel.
+	SelfArgv []string
 	// NoPrompt: never ask anything (no terminal, no askpass); what needs
 	// an answer fails at once.
 	NoPrompt bool

@@ -73,6 +73,9 @@ type session struct {
 	preset     []byte
 	owner      string
 	stopWithin time.Duration
+	// managedDir is the transient kernelspec's dir of a frontend that owns
+	// its kernel.
+	managedDir string
 
 	// linkEnded: the link's failure ended the session, with its own error.
 	linkEnded atomic.Bool
@@ -122,6 +125,9 @@ func (s *session) unwind() error {
 func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err := frontendInstalled(o); err != nil {
 		return res, err
+	}
+	if o.Profile.OwnsKernel() && !o.Detach && o.Attach == nil {
+		return runManaged(ctx, o)
 	}
 	s := newSession(o)
 	ctx, cancel := context.WithCancelCause(ctx)

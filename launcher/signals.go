@@ -23,10 +23,8 @@ type frontend struct {
 }
 
 // watchSignals turns signals into cancellation. Before the frontend runs,
-// every signal stops the session. Once it runs, a terminal's Ctrl-C has
-// reached the frontend too (it shares our process group), so kq leaves
-// SIGINT to it (and passes it on when stdin is no terminal); SIGTERM and
-// SIGHUP end the frontend and the session.
+// every signal stops the session. Once it runs, SIGINT interrupts (see
+// interrupt); SIGTERM and SIGHUP end the frontend and the session.
 func (s *session) watchSignals(cancel context.CancelCauseFunc) *frontend {
 	f := &frontend{s: s, cancel: cancel, cmd: make(chan *exec.Cmd, 1), done: make(chan struct{})}
 	go f.loop()
@@ -48,9 +46,7 @@ func (f *frontend) loop() {
 			case cmd == nil:
 				f.s.log.always("%s: stopping", sig)
 			case sig == os.Interrupt:
-				if !f.s.o.StdinIsTerminal {
-					_ = cmd.Process.Signal(os.Interrupt)
-				}
+				f.interrupt(cmd)
 				continue
 			default:
 				f.s.log.always("%s: stopping the frontend and the kernel", sig)
@@ -58,6 +54,34 @@ func (f *frontend) loop() {
 			f.cancel(ErrInterrupted)
 		}
 	}
+}
+
+// interrupt handles SIGINT while the frontend runs. Not at a terminal, it
+// is passed on to the frontend. At a terminal the frontend got it too, but
+// a frontend attached with --existing cannot interrupt a kernel it did not
+// start (jupyter console only prints "KeyboardInterrupt escaped"), so kq
+// interrupts the remote kernel it holds; an idle kernel ignores it.
+func (f *frontend) interrupt(cmd *exec.Cmd) {
+	if !f.s.o.StdinIsTerminal {
+		_ = cmd.Process.Signal(os.Interrupt)
+		return
+	}
+	if f.s.managedDir != "" {
+		f.s.interruptManaged()
+		return
+	}
+	if l := f.s.now(); l != nil && l.hold != nil {
+		go f.s.interruptRemote()
+	}
+}
+
+// signalInterrupt sends SIGINT to pid.
+func signalInterrupt(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Signal(os.Interrupt)
 }
 
 // started hands the running frontend to the signal loop and makes the

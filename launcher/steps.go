@@ -243,7 +243,10 @@ func (s *session) letGo(how func(*remote.Hold) error) error {
 		h.Close()
 		return nil
 	}
-	return how(h)
+	if err := how(h); err != nil && !h.HasDied() {
+		return err
+	}
+	return nil // a kernel that died meanwhile needs nothing more
 }
 
 // keep leaves a kept kernel running and says how to reach it again.
@@ -427,10 +430,17 @@ func (s *session) startMonitor(ctx context.Context, cancel context.CancelCauseFu
 // kernel's death, a link that never came back, SIGTERM) ends the frontend
 // through the one owner of its end, front.
 func (s *session) runFrontend(ctx context.Context, localPath string, front *frontend) (Result, error) {
-	var res Result
 	argv := s.o.Profile.FrontendArgv(localPath)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.o.Stdin, s.o.Stdout, s.o.Stderr
+	return s.runProcess(ctx, cmd, front)
+}
+
+// runProcess runs the frontend process to its end; its exit code is the
+// session's, unless the session ended for another reason.
+func (s *session) runProcess(ctx context.Context, cmd *exec.Cmd, front *frontend) (Result, error) {
+	var res Result
+	argv := cmd.Args
 	if ctx.Err() != nil {
 		return res, s.endCause(ctx, fmt.Errorf("before frontend: %w", context.Cause(ctx)))
 	}

@@ -27,8 +27,10 @@ var ErrInvalid = errors.New("invalid profile")
 // profile nor the defaults name one; kq appends "-f FILE".
 const DefaultKernel = "python3 -m ipykernel_launcher"
 
-// DefaultFrontend is what users of the manual recipe run by hand.
-var DefaultFrontend = []string{"jupyter", "qtconsole", "--existing", "{connection_file}"}
+// DefaultFrontend is qtconsole owning its kernel: kq gives it a transient
+// kernelspec (KernelPlaceholder) that runs kq kernel, so its interrupt and
+// restart reach the remote kernel.
+var DefaultFrontend = []string{"jupyter", "qtconsole", "--kernel", KernelPlaceholder}
 
 // DefaultLinger is how long a remote kernel outlives a vanished kq.
 const DefaultLinger = 5 * time.Minute
@@ -36,6 +38,11 @@ const DefaultLinger = 5 * time.Minute
 // ConnectionFilePlaceholder is replaced in the frontend argv by the path of
 // the local connection file.
 const ConnectionFilePlaceholder = "{connection_file}"
+
+// KernelPlaceholder is replaced in the frontend argv by the name of a
+// transient kernelspec that runs kq kernel for the profile: the frontend
+// then starts, interrupts, restarts and stops the kernel itself.
+const KernelPlaceholder = "{kernel}"
 
 // Layer is one source of settings. A nil field is "not set here", so a later
 // layer only overrides what it actually names; that is what makes
@@ -162,11 +169,43 @@ func (p Profile) Validate() error {
 	return nil
 }
 
-// FrontendArgv returns the frontend argv with the connection file filled in.
+// FrontendArgv returns the frontend argv with the connection file filled
+// in. A frontend that names KernelPlaceholder is turned into its
+// --existing form, for the sessions that hand it a connection file (kq
+// attach, a frontend that cannot own the kernel).
 func (p Profile) FrontendArgv(connectionFile string) []string {
+	var out []string
+	for i := 0; i < len(p.Frontend); i++ {
+		a := p.Frontend[i]
+		switch {
+		case a == "--kernel" && i+1 < len(p.Frontend) && p.Frontend[i+1] == KernelPlaceholder:
+			out = append(out, "--existing", connectionFile)
+			i++
+		case a == "--kernel="+KernelPlaceholder:
+			out = append(out, "--existing="+connectionFile)
+		default:
+			out = append(out, strings.ReplaceAll(a, ConnectionFilePlaceholder, connectionFile))
+		}
+	}
+	return out
+}
+
+// OwnsKernel says the frontend starts its own kernel from a kernelspec
+// (it names KernelPlaceholder), so kq runs it with a transient one.
+func (p Profile) OwnsKernel() bool {
+	for _, a := range p.Frontend {
+		if strings.Contains(a, KernelPlaceholder) {
+			return true
+		}
+	}
+	return false
+}
+
+// ManagedFrontendArgv is the frontend argv with the kernelspec name filled in.
+func (p Profile) ManagedFrontendArgv(kernelName string) []string {
 	out := make([]string, len(p.Frontend))
 	for i, a := range p.Frontend {
-		out[i] = strings.ReplaceAll(a, ConnectionFilePlaceholder, connectionFile)
+		out[i] = strings.ReplaceAll(a, KernelPlaceholder, kernelName)
 	}
 	return out
 }

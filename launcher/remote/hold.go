@@ -53,6 +53,7 @@ type Hold struct {
 	waitErr   error // how the command ended; read after done is closed
 	mu        sync.Mutex
 	writeMu   sync.Mutex // one line at a time on stdin
+	cmdMu     sync.Mutex // one command at a time
 	closed    bool
 	firstOnce sync.Once
 	diedOnce  sync.Once
@@ -257,6 +258,8 @@ func kernelHint(lines []string) string {
 // end, or ctx's end (answerTimeout when ctx has no deadline). The wait
 // covers the server reading the program first.
 func (h *Hold) command(ctx context.Context, cmd, want string) error {
+	h.cmdMu.Lock() // one command at a time reads the answers
+	defer h.cmdMu.Unlock()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, answerTimeout)

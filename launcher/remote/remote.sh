@@ -319,3 +319,32 @@ op_cat() {
 }
 
 op_rm() { [ ! -e "$path" ] || [ -O "$path" ] || { say "KQ-ERROR $path is not owned by $(id -un)"; exit 1; }; rm -f "$path"; say KQ-DONE; }
+
+# op_kernelspecs prints the server's kernelspecs as `jupyter kernelspec
+# list --json` prints them, for kq kernelspec install (the language and
+# logos of the remote kernel). It asks $path (the interpreter of the
+# profile's kernel command, if any) first, then `jupyter`, then python3;
+# each bounded, so a broken Python cannot hang an install.
+op_kernelspecs() {
+  for try in ${path:+"$path -m jupyter_client.kernelspecapp"} "jupyter kernelspec" "python3 -m jupyter_client.kernelspecapp"; do
+    # shellcheck disable=SC2086 # $try is a command and its words
+    if out=$(bounded $try list --json 2>/dev/null) && [ -n "$out" ]; then
+      say KQ-JSON-BEGIN; say "$out"; say KQ-JSON-END; say KQ-DONE; exit 0
+    fi
+  done
+  say "KQ-ERROR no Jupyter kernelspecs on the server (tried ${path:+$path, }jupyter, python3)"
+}
+
+# op_logos prints the logos of the kernelspec in directory $path (each at
+# most 256 KiB) as one JSON object of base64 strings.
+op_logos() {
+  say KQ-JSON-BEGIN; printf '{'; sep=
+  if command -v base64 >/dev/null 2>&1; then
+    for n in logo-32x32.png logo-64x64.png; do
+      l="$path/$n"; [ -f "$l" ] || continue
+      sz=$(wc -c < "$l" | tr -d ' '); [ "${sz:-0}" -le 262144 ] || continue
+      printf '%s"%s":"%s"' "$sep" "$n" "$(base64 < "$l" | tr -d '\n')"; sep=,
+    done
+  fi
+  say '}'; say KQ-JSON-END; say KQ-DONE
+}
