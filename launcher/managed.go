@@ -48,8 +48,13 @@ func writeTransientSpec(o Options, name string) (string, error) {
 	if len(o.SelfArgv) == 0 {
 		return "", withKind(ErrUsage, "", fmt.Errorf("frontend %q needs a kernelspec, but kq does not know how to run itself", o.Profile.Frontend[0]))
 	}
-	dir, err := os.MkdirTemp("", "kq-kernelspec-")
+	removeStaleSpecs()
+	dir, err := os.MkdirTemp("", transientPrefix)
 	if err != nil {
+		return "", fmt.Errorf("transient kernelspec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, sessionPIDFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		os.RemoveAll(dir)
 		return "", fmt.Errorf("transient kernelspec: %w", err)
 	}
 	spec := map[string]any{
@@ -113,4 +118,27 @@ func announceToSession(dir string) func() error {
 		return func() error { return nil }
 	}
 	return func() error { return ignoreNotExist(os.Remove(path)) }
+}
+
+// transientPrefix names the temporary dirs of transient kernelspecs;
+// sessionPIDFile in each holds the pid of the kq session that made it.
+const (
+	transientPrefix = "kq-kernelspec-"
+	sessionPIDFile  = "kq-session.pid"
+)
+
+// removeStaleSpecs removes the transient kernelspec dirs of kq sessions
+// that are gone (killed, so their own cleanup never ran). A dir without a
+// readable pid file, or of a live session, is left alone.
+func removeStaleSpecs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), transientPrefix+"*"))
+	for _, d := range dirs {
+		data, err := os.ReadFile(filepath.Join(d, sessionPIDFile))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 && !pidAlive(pid) {
+			os.RemoveAll(d)
+		}
+	}
 }

@@ -58,6 +58,10 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	target := forwardHost(p.KernelIP, "<ip in the kernel's connection file>")
 	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)
 	front := strings.Join(p.FrontendArgv("<local connection file>"), " ")
+	if p.OwnsKernel() && !o.Detach {
+		front = strings.Join(p.ManagedFrontendArgv("<transient kernelspec>"), " ") +
+			"   (owns the kernel: its kernel manager runs kq kernel " + p.Name + " on ports it chooses)"
+	}
 	if _, err := exec.LookPath(p.Frontend[0]); err != nil {
 		front += "   (not found here!)"
 	}

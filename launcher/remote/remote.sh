@@ -26,7 +26,7 @@
 #   kernel-kq-ID.restarting  present while `kq restart` swaps the process
 #   kernel-kq-ID.starting    present until the connection file is sent; a
 #                      failed start reports the death itself, and keeps it
-#   kernel-kq-ID.wd    the watchdog's pid
+#   kernel-kq-ID.wd    the watchdog's pid and its start time
 
 # kq sets rt, id, linger, keep, start_script, path, grace, conn_json and
 # owner before this text.
@@ -97,7 +97,12 @@ kill_kernel() {
 cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap"; }
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
-finish() { w=$(cat "$wdf" 2>/dev/null); [ -n "$w" ] && kill "$w" 2>/dev/null; cleanup; }
+finish() {
+  w=; ws=; read -r w ws < "$wdf" 2>/dev/null
+  # Only the watchdog itself: its recorded start time must still match.
+  [ -n "$w" ] && [ "$(stamp "$w")" = "$ws" ] && kill "$w" 2>/dev/null
+  cleanup
+}
 
 # spawn starts the kernel from a subshell, so it is not our child: init
 # reaps it, and kill -0 tells the truth about it. A command started in the
@@ -231,7 +236,7 @@ op_start() {
   last=$(pid); last_start=$(started)
   say "KQ-PID $last"
   ( trap '' HUP; watchdog ) </dev/null >/dev/null 2>&1 &
-  say $! > "$wdf"
+  say "$! $(stamp $!)" > "$wdf"
   wait_json &
   extra=$!
   hold

@@ -74,7 +74,14 @@ func newPrompter(e promptEnv) Prompter {
 
 // NoPrompts is the prompter of a kq that must never ask (kq kernel, run by
 // a kernel manager with no terminal): every question fails at once.
-func NoPrompts() Prompter { return noPrompter{} }
+func NoPrompts() Prompter { return neverPrompter{} }
+
+// errNeverAsks: a kq that is never to prompt was asked to.
+var errNeverAsks = fmt.Errorf("%w: kq kernel never asks", errNoPrompt)
+
+type neverPrompter struct{}
+
+func (neverPrompter) Ask(string, bool) (string, error) { return "", errNeverAsks }
 
 type noPrompter struct{}
 
