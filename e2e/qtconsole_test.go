@@ -245,7 +245,9 @@ func TestQtconsole(t *testing.T) {
 // button ("Quit": close the console and stop its kernel).
 func (x *xserver) qtQuit(win string) {
 	x.t.Helper()
-	x.do("mousemove", "--window", win, "300", "300")
+	// A click makes the window Qt's active one again after the restart
+	// dialog, so that its Ctrl+Q shortcut applies.
+	x.do("mousemove", "--window", win, "300", "300", "click", "1")
 	x.do("key", "ctrl+q")
 	deadline := time.Now().Add(5 * time.Second)
 	for len(x.windows(qtTitle)) < 2 && time.Now().Before(deadline) {
