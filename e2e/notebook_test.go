@@ -422,8 +422,9 @@ func TestNotebook(t *testing.T) {
 	b.goOn()
 
 	b.until("closed", time.Minute)
-	e.waitRemoteKernels(t, 0, time.Minute)
-	e.waitNoKQKernel(t, 30*time.Second)
+	e.waitNoKQKernel(t, time.Minute)
+	e.remoteFilesGoneAtExit(t)
+	e.waitRemoteKernels(t, 0, 30*time.Second)
 	if ks := nb.kernels(t); len(ks) != 0 {
 		t.Errorf("the notebook server still runs kernels after Close and Halt: %v", ks)
 	}
