@@ -132,12 +132,14 @@ func (x *xserver) screenshot(name string) {
 }
 
 // waitFile waits until path holds content with the prefix and returns it.
+// Content is never empty: a cell's open() creates the file empty, and its
+// one write comes when the file object is closed.
 func waitFile(t *testing.T, path, prefix string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		b, err := os.ReadFile(path)
-		if err == nil && strings.HasPrefix(string(b), prefix) {
+		if err == nil && len(b) > 0 && strings.HasPrefix(string(b), prefix) {
 			return string(b)
 		}
 		if time.Now().After(deadline) {
