@@ -185,7 +185,7 @@ func TestConsole(t *testing.T) {
 	}
 
 	s.typeLine("exit")
-	if !waitExists(exitFile, 20*time.Second) {
+	if !waitExists(exitFile, 10*time.Second) {
 		// jupyter console 6.4's interact() lets the terminal's KeyboardInterrupt
 		// escape, so the interrupted cell's execute_reply arrives after it
 		// gave up on it; it takes that reply for the next is_complete_reply
