@@ -311,7 +311,9 @@ func (e *runEnv) kernelFiles() remoteKernel {
 	k.pid, _ = strconv.Atoi(string(m[1]))
 	wd, err := os.ReadFile(filepath.Join(e.remoteRT, "kernel-kq-"+k.id+".wd"))
 	runMust(e.t, err)
-	k.watchdog, err = strconv.Atoi(strings.TrimSpace(string(wd)))
+	// "PID START": the watchdog's pid and its start time.
+	pid, _, _ := strings.Cut(strings.TrimSpace(string(wd)), " ")
+	k.watchdog, err = strconv.Atoi(pid)
 	runMust(e.t, err)
 	return k
 }

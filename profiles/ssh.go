@@ -47,6 +47,13 @@ type SSHSettings struct {
 	ProxyJump string
 	// BatchMode forbids prompts.
 	BatchMode bool
+	// GSSAPIAuthentication allows Kerberos login (gssapi-with-mic);
+	// GSSAPIDelegateCredentials asks to forward the ticket (kq cannot, and
+	// says so with -v); GSSAPITrustDNS takes the service principal's host
+	// from reverse DNS, as ssh's GSSAPITrustDns does.
+	GSSAPIAuthentication      bool
+	GSSAPIDelegateCredentials bool
+	GSSAPITrustDNS            bool
 	// PasswordAuthentication and KbdInteractiveAuthentication allow those
 	// methods (OpenSSH's default: both yes).
 	PasswordAuthentication       bool
@@ -182,6 +189,13 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			s.ProxyJump = val
 		case "batchmode":
 			s.BatchMode = val == "yes"
+		// Kerberos (GSSAPI) login.
+		case "gssapiauthentication":
+			s.GSSAPIAuthentication = val == "yes"
+		case "gssapidelegatecredentials":
+			s.GSSAPIDelegateCredentials = val == "yes"
+		case "gssapitrustdns":
+			s.GSSAPITrustDNS = val == "yes"
 		case "passwordauthentication":
 			s.PasswordAuthentication = val == "yes"
 		case "kbdinteractiveauthentication":
@@ -335,6 +349,10 @@ func parserOptions(s *SSHSettings, l *sshLookup) {
 	}
 	s.ProxyJump = l.str("ProxyJump")
 	s.BatchMode = l.yes("BatchMode")
+	// Kerberos (GSSAPI) login; OpenSSH's defaults are all no.
+	s.GSSAPIAuthentication = l.yes("GSSAPIAuthentication")
+	s.GSSAPIDelegateCredentials = l.yes("GSSAPIDelegateCredentials")
+	s.GSSAPITrustDNS = l.yes("GSSAPITrustDns")
 	s.PasswordAuthentication = !strings.EqualFold(l.str("PasswordAuthentication"), "no")
 	s.KbdInteractiveAuthentication = !strings.EqualFold(l.str("KbdInteractiveAuthentication"), "no")
 	s.NumberOfPasswordPrompts = 3

@@ -25,6 +25,9 @@ type Authenticator struct {
 	// Note, when set, tells the user something about trust they should
 	// know even when kq is quiet (a host key was recorded in known_hosts).
 	Note func(format string, args ...any)
+	// Detail, when set, tells the user what only -v shows (a setting kq
+	// cannot honour, such as GSSAPIDelegateCredentials).
+	Detail func(format string, args ...any)
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must
@@ -54,13 +57,17 @@ func (a *Authenticator) ask(s profiles.SSHSettings, question string, echo bool) 
 	return a.prompt.Ask(question, echo)
 }
 
-// methods returns the auth methods for one hop in OpenSSH's order: public
-// keys (agent, then identity files), keyboard-interactive, password. The
+// methods returns the auth methods for one hop in OpenSSH's order:
+// gssapi-with-mic (GSSAPIAuthentication yes), public keys (agent, then
+// identity files), keyboard-interactive, password. The
 // returned func closes the agent connection after the handshake. The agent
 // is only ever used to sign here; it is never forwarded.
 func (a *Authenticator) methods(s profiles.SSHSettings) ([]ssh.AuthMethod, func()) {
 	signers, closeAgent := a.signers(s)
 	var methods []ssh.AuthMethod
+	if s.GSSAPIAuthentication {
+		methods = append(methods, a.gssapiMethod(s))
+	}
 	if len(signers) > 0 {
 		methods = append(methods, ssh.PublicKeys(signers...))
 	}

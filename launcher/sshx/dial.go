@@ -292,9 +292,12 @@ func classifyConnect(ctx context.Context, name string, err error) error {
 // with its kind.
 func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
+	var ke *krbError
 	switch {
 	case errors.As(err, &he):
 		return kinds.With(kinds.HostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
+	case errors.As(err, &ke):
+		return kinds.With(kinds.Auth, ke.hint, fmt.Errorf("%s: %w", where, ke))
 	case ctx.Err() != nil:
 		return kinds.With(kinds.Interrupted, "", fmt.Errorf("%s: %w", where, ctx.Err()))
 	// The server's disconnect message is text only: x/crypto's
