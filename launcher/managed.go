@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/kq-dev/kq/profiles"
@@ -39,7 +40,31 @@ func runManaged(ctx context.Context, o Options) (Result, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.Env = append(os.Environ(), "JUPYTER_PATH="+joinPath(dir, os.Getenv("JUPYTER_PATH")))
 	s.log.step("the frontend owns the kernel: %s (kernelspec %s in %s)", strings.Join(argv, " "), name, dir)
-	return s.runProcess(ctx, cmd, front)
+	res, err := s.runProcess(ctx, cmd, front)
+	s.awaitManagedKernel()
+	return res, err
+}
+
+// managedGrace bounds the wait for the frontend's kq kernel to finish its
+// teardown once the frontend has gone.
+const managedGrace = 10 * time.Second
+
+// awaitManagedKernel waits until the frontend's kq kernel has ended: a
+// frontend may quit without waiting for its kernel (jupyter console does),
+// and the session's end should mean that nothing is left on the server.
+func (s *session) awaitManagedKernel() {
+	deadline := time.Now().Add(managedGrace)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(filepath.Join(s.managedDir, managedPIDFile))
+		if err != nil {
+			return // kq kernel removed it: done
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err != nil || !pidAlive(pid) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.warn("the frontend's kernel (kq kernel) is still running %s after the frontend quit", managedGrace)
 }
 
 // writeTransientSpec writes DIR/kernels/NAME/kernel.json in a new private

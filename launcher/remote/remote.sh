@@ -156,7 +156,9 @@ hold() {
       # one whose kq is out of reach and sends nothing more; a start that
       # failed says why itself and waits for kq's "kill".
       if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && ! alive; then
-        say KQ-DIED; kill $$ 2>/dev/null; exit 0
+        # Its files go first, so that a kq that leaves at the news (kq
+        # kernel) leaves nothing behind.
+        finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
       sleep 1
