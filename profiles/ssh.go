@@ -172,8 +172,7 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			s.IdentitiesOnly = val == "yes"
 		case "identityagent":
 			s.IdentityAgent = r.expand(val)
-		// Issue 11, point 2: user certificates.
-		case "certificatefile":
+		case "certificatefile": // issue 11, point 2: user certificates
 			s.CertificateFiles = append(s.CertificateFiles, r.expand(val))
 		case "userknownhostsfile":
 			s.UserKnownHostsFiles = r.expandList(val)

@@ -126,27 +126,24 @@ func label(names map[string]string, id identity) string {
 	return n
 }
 
-// TestOfferOrder: keys and certificates are offered in OpenSSH 9.2's order
-// (checked against `ssh -v`'s "Will attempt key" lines): CertificateFile
-// first, agent keys next (taking the place of the identity they match),
-// then identity files, each followed by its "-cert.pub" unless a
-// CertificateFile is set; IdentitiesOnly keeps only the agent keys and
-// certificates that match a configured identity.
-func TestOfferOrder(t *testing.T) {
-	k := newCertKit(t)
+// offerFixture writes the keys and certificates TestOfferOrder offers
+// and an agent holding decoy, a and a's certificate; names labels each
+// public key.
+func offerFixture(t *testing.T, k *certKit) (names map[string]string, sock, aPath, bPath, encPath, apub string) {
 	now := time.Now()
-	a, aPath := k.key("a", "")
-	b, bPath := k.key("b", "")
-	enc, encPath := k.key("enc", "pass")
+	var a, b, enc ed25519.PrivateKey
+	a, aPath = k.key("a", "")
+	b, bPath = k.key("b", "")
+	enc, encPath = k.key("enc", "pass")
 	decoy, _ := k.key("decoy", "")
 	aCert := k.cert(a, aPath+"-cert.pub", now.Add(-time.Hour), now.Add(time.Hour), "u")
 	bCert := k.cert(b, filepath.Join(k.dir, "b-explicit-cert.pub"), now.Add(-time.Hour), now.Add(time.Hour), "u")
 	k.cert(enc, encPath+"-cert.pub", now.Add(-time.Hour), now.Add(time.Hour), "u")
 	// "apub" is a's public half alone; its private half is in the agent.
-	apub := filepath.Join(k.dir, "apub")
+	apub = filepath.Join(k.dir, "apub")
 	k.write(apub, mustRead(t, aPath+".pub"))
 	k.write(apub+"-cert.pub", mustRead(t, aPath+"-cert.pub"))
-	names := map[string]string{}
+	names = map[string]string{}
 	for n, p := range map[string]string{"a": aPath, "b": bPath, "enc": encPath, "decoy": filepath.Join(k.dir, "decoy")} {
 		pub, _, _, _, _ := ssh.ParseAuthorizedKey(mustRead(t, p+".pub"))
 		names[string(pub.Marshal())] = n
@@ -155,7 +152,19 @@ func TestOfferOrder(t *testing.T) {
 		}
 	}
 	names[string(bCert.Marshal())] = "b-cert"
-	sock := k.agentWith([]ed25519.PrivateKey{decoy, a}, []*ssh.Certificate{nil, aCert})
+	sock = k.agentWith([]ed25519.PrivateKey{decoy, a}, []*ssh.Certificate{nil, aCert})
+	return names, sock, aPath, bPath, encPath, apub
+}
+
+// TestOfferOrder: keys and certificates are offered in OpenSSH 9.2's order
+// (checked against `ssh -v`'s "Will attempt key" lines): CertificateFile
+// first, agent keys next (taking the place of the identity they match),
+// then identity files, each followed by its "-cert.pub" unless a
+// CertificateFile is set; IdentitiesOnly keeps only the agent keys and
+// certificates that match a configured identity.
+func TestOfferOrder(t *testing.T) {
+	k := newCertKit(t)
+	names, sock, aPath, bPath, encPath, apub := offerFixture(t, k)
 	for _, tc := range []struct {
 		name  string
 		s     profiles.SSHSettings
