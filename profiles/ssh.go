@@ -35,6 +35,10 @@ type SSHSettings struct {
 	IdentitiesOnly bool
 	// IdentityAgent is the agent socket ("" means SSH_AUTH_SOCK, "none" off).
 	IdentityAgent string
+	// CertificateFiles are user certificates (CertificateFile), offered
+	// before the identities; when there are none, each IdentityFile's
+	// "-cert.pub" is offered after its key, as ssh does.
+	CertificateFiles []string
 	// UserKnownHostsFiles and GlobalKnownHostsFiles are read for host keys;
 	// new keys would go to the first user file.
 	UserKnownHostsFiles   []string
@@ -175,6 +179,8 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			s.IdentitiesOnly = val == "yes"
 		case "identityagent":
 			s.IdentityAgent = r.expand(val)
+		case "certificatefile": // issue 11, point 2: user certificates
+			s.CertificateFiles = append(s.CertificateFiles, r.expand(val))
 		case "userknownhostsfile":
 			s.UserKnownHostsFiles = r.expandList(val)
 		case "globalknownhostsfile":
@@ -328,6 +334,10 @@ func (r SSHResolver) parserFiles(s *SSHSettings, l *sshLookup) {
 		for _, n := range []string{"id_rsa", "id_ecdsa", "id_ed25519"} {
 			s.IdentityFiles = append(s.IdentityFiles, r.expand("~/.ssh/"+n))
 		}
+	}
+	// Issue 11, point 2: user certificates.
+	for _, c := range l.all("CertificateFile") {
+		s.CertificateFiles = append(s.CertificateFiles, r.expand(c))
 	}
 	s.IdentitiesOnly = l.yes("IdentitiesOnly")
 	s.IdentityAgent = r.expand(l.str("IdentityAgent"))

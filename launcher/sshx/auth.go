@@ -1,7 +1,6 @@
 package sshx
 
 import (
-	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -37,6 +36,7 @@ type Authenticator struct {
 	mu        sync.Mutex
 	decrypted map[string]ssh.Signer // identity file -> decrypted key
 	failed    map[string]error      // identity file -> why it cannot be used
+	certs     map[string][]identity // hop -> the certificates offered to it (cert.go)
 }
 
 // NewAuthenticator asks its questions (passphrases, passwords,
@@ -117,38 +117,22 @@ func (a *Authenticator) keyboardInteractive(s profiles.SSHSettings, name, instru
 }
 
 // signers collects agent keys (only the configured identities under
-// IdentitiesOnly) and identity files. An encrypted identity file becomes a
-// lazySigner: its public key is offered, and the passphrase is asked only
-// if the server accepts that key.
+// IdentitiesOnly), identity files and user certificates, in OpenSSH's
+// order (offerList). An encrypted identity file becomes a lazySigner: its
+// public key (or its certificate) is offered, and the passphrase is asked
+// only if the server accepts it.
 func (a *Authenticator) signers(s profiles.SSHSettings) ([]ssh.Signer, func()) {
-	var files []ssh.Signer
-	var filePubs [][]byte
-	for _, f := range s.IdentityFiles {
-		signer, pub := a.identityFile(f, s)
-		if pub != nil {
-			filePubs = append(filePubs, pub.Marshal())
-		}
-		if signer != nil {
-			files = append(files, signer)
-		}
-	}
-	var signers []ssh.Signer
+	var agentSigners []ssh.Signer
 	closeAgent := func() {}
 	if conn := dialAgent(s.IdentityAgent); conn != nil {
 		closeAgent = func() { conn.Close() }
-		if agentSigners, err := agent.NewClient(conn).Signers(); err == nil {
-			for _, as := range agentSigners {
-				if s.IdentitiesOnly && !containsKey(filePubs, as.PublicKey().Marshal()) {
-					continue
-				}
-				signers = append(signers, as)
-			}
-		}
+		agentSigners, _ = agent.NewClient(conn).Signers()
 	}
-	for _, fs := range files {
-		if !containsKey(publicKeys(signers), fs.PublicKey().Marshal()) {
-			signers = append(signers, fs)
-		}
+	ids := a.offerList(s, agentSigners)
+	a.rememberCerts(s, ids)
+	signers := make([]ssh.Signer, len(ids))
+	for i, id := range ids {
+		signers[i] = id.signer
 	}
 	return signers, closeAgent
 }
@@ -294,23 +278,6 @@ func (l *lazySigner) SignWithAlgorithm(rand io.Reader, data []byte, algorithm st
 		return as.SignWithAlgorithm(rand, data, algorithm)
 	}
 	return s.Sign(rand, data)
-}
-
-func publicKeys(signers []ssh.Signer) [][]byte {
-	out := make([][]byte, len(signers))
-	for i, s := range signers {
-		out[i] = s.PublicKey().Marshal()
-	}
-	return out
-}
-
-func containsKey(list [][]byte, k []byte) bool {
-	for _, l := range list {
-		if bytes.Equal(l, k) {
-			return true
-		}
-	}
-	return false
 }
 
 // note tells the user something about trust they should know (a host key

@@ -187,6 +187,7 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 		if timedOut.Load() && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
+		err = a.explainRefusal(s, err) // issue 11, point 2: certificates
 		return nil, classifyHandshake(ctx, name, err)
 	}
 	return ssh.NewClient(c, chans, reqs), nil
@@ -293,11 +294,14 @@ func classifyConnect(ctx context.Context, name string, err error) error {
 func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
 	var ke *krbError
+	var ce *certRefusedError
 	switch {
 	case errors.As(err, &he):
 		return kinds.With(kinds.HostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
 	case errors.As(err, &ke):
 		return kinds.With(kinds.Auth, ke.hint, fmt.Errorf("%s: %w", where, ke))
+	case errors.As(err, &ce):
+		return kinds.With(kinds.Auth, ce.hint(), fmt.Errorf("%s: %w", where, ce))
 	case ctx.Err() != nil:
 		return kinds.With(kinds.Interrupted, "", fmt.Errorf("%s: %w", where, ctx.Err()))
 	// The server's disconnect message is text only: x/crypto's

@@ -26,10 +26,14 @@ type hostKeyError struct {
 	knownAt     []string // "file:line" of the keys on record
 	files       []string
 	mode        string // StrictHostKeyChecking
+	certProblem string // a trusted CA's certificate that is invalid (hostcert.go)
 }
 
 func (e *hostKeyError) Error() string {
 	switch {
+	case e.certProblem != "":
+		return fmt.Sprintf("host certificate for %s %s: signed by the CA trusted at %s, but kq does not know the host's plain key %s %s",
+			e.address, e.certProblem, strings.Join(e.knownAt, ", "), e.keyType, e.fingerprint)
 	case e.revoked:
 		return fmt.Sprintf("host key for %s is REVOKED: server offers %s %s, marked @revoked at %s",
 			e.address, e.keyType, e.fingerprint, strings.Join(e.knownAt, ", "))
@@ -45,6 +49,9 @@ func (e *hostKeyError) Error() string {
 
 func (e *hostKeyError) hint() string {
 	switch {
+	case e.certProblem != "":
+		return "the host's certificate needs renewing or reissuing for this name by its admin (ssh-keygen -s CA -h -n NAME); " +
+			"this is not a changed key, so do not remove known_hosts lines"
 	case e.revoked:
 		return "the key was revoked on purpose; ask the host's admin for the current one"
 	case e.changed:
@@ -83,18 +90,18 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 			files: shown, mode: s.StrictHostKeyChecking}
 		if db != nil {
 			err := db.HostKeyCallback()(hostname, remote, key)
-			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.KeyError)) &&
-				!errors.As(err, new(*xknownhosts.RevokedError)) {
-				// A certificate no known CA signed: judge the key inside it
-				// as a plain host key, as ssh does.
-				key = cert.Key
+			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.RevokedError)) {
+				// Issue 11, point 2: a certificate known_hosts did not
+				// accept is judged by the key inside it (hostcert.go).
+				key, err = judgeHostCert(db, hostname, remote, cert, he)
 				he.keyType, he.fingerprint = key.Type(), ssh.FingerprintSHA256(key)
-				err = db.HostKeyCallback()(hostname, remote, key)
 			}
 			var revoked *xknownhosts.RevokedError
 			switch {
 			case err == nil:
 				return nil
+			case he.certProblem != "":
+				return he
 			case errors.As(err, &revoked):
 				he.revoked = true
 				he.knownAt = []string{fmt.Sprintf("%s:%d", revoked.Revoked.Filename, revoked.Revoked.Line)}
