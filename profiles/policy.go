@@ -40,13 +40,11 @@ func split(v string) []string {
 	return out
 }
 
-// applyPolicyDefaults sets OpenSSH's defaults for the options below that
-// are not "off" when unset.
+// applyPolicyDefaults sets OpenSSH's defaults for the options below whose
+// zero value is not the default.
 func applyPolicyDefaults(s *SSHSettings) {
-	s.PubkeyAuthentication = true
 	s.ConnectionAttempts = 1
 	s.AddressFamily = "any"
-	s.TCPKeepAlive = true
 }
 
 // parsePolicyOption reads one ssh -G line of these options; it reports
@@ -64,7 +62,7 @@ func parsePolicyOption(s *SSHSettings, key, val string) bool {
 	case "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes":
 		s.PubkeyAcceptedAlgorithms = split(val)
 	case "pubkeyauthentication":
-		s.PubkeyAuthentication = !isNo(val) // also "unbound", "host-bound"
+		s.NoPubkeyAuthentication = isNo(val) // yes is also "unbound", "host-bound"
 	case "preferredauthentications":
 		s.PreferredAuthentications = split(val)
 	case "connectionattempts":
@@ -76,7 +74,7 @@ func parsePolicyOption(s *SSHSettings, key, val string) bool {
 	case "bindaddress":
 		s.BindAddress = val
 	case "tcpkeepalive":
-		s.TCPKeepAlive = !isNo(val)
+		s.NoTCPKeepAlive = isNo(val)
 	case "pkcs11provider":
 		if !strings.EqualFold(val, "none") {
 			s.PKCS11Provider = val

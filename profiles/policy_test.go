@@ -56,8 +56,8 @@ requesttty auto
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got.Ciphers, []string{"aes128-ctr"}) || !reflect.DeepEqual(got.HostKeyAlgorithms, []string{"ssh-ed25519", "rsa-sha2-256"}) ||
-		got.PubkeyAuthentication || !reflect.DeepEqual(got.PreferredAuthentications, []string{"password", "keyboard-interactive"}) ||
-		got.ConnectionAttempts != 3 || got.AddressFamily != "inet6" || got.BindAddress != "127.0.0.2" || got.TCPKeepAlive ||
+		!got.NoPubkeyAuthentication || !reflect.DeepEqual(got.PreferredAuthentications, []string{"password", "keyboard-interactive"}) ||
+		got.ConnectionAttempts != 3 || got.AddressFamily != "inet6" || got.BindAddress != "127.0.0.2" || !got.NoTCPKeepAlive ||
 		got.PKCS11Provider != "/usr/lib/opensc-pkcs11.so" {
 		t.Fatalf("got %+v", got)
 	}

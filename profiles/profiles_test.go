@@ -200,7 +200,7 @@ hashknownhosts yes
 		UserKnownHostsFiles: []string{"/home/alice/.ssh/known_hosts", "/etc/kh"}, StrictHostKeyChecking: "yes",
 		ConnectTimeout: 7 * time.Second, ProxyJump: "login", BatchMode: true, Source: "ssh -G",
 		KbdInteractiveAuthentication: true, NumberOfPasswordPrompts: 2, HashKnownHosts: true,
-		PubkeyAuthentication: true, ConnectionAttempts: 1, AddressFamily: "any", TCPKeepAlive: true}
+		ConnectionAttempts: 1, AddressFamily: "any"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}

@@ -62,8 +62,9 @@ type SSHSettings struct {
 	// what kq cannot do). Algorithm lists are OpenSSH's, already resolved
 	// from "+", "-" and "^"; nil means x/crypto's defaults.
 	KexAlgorithms, Ciphers, MACs, HostKeyAlgorithms, PubkeyAcceptedAlgorithms []string
-	// PubkeyAuthentication allows public keys (OpenSSH's default: yes).
-	PubkeyAuthentication bool
+	// NoPubkeyAuthentication is "PubkeyAuthentication no" (negated so that
+	// the zero value is OpenSSH's default).
+	NoPubkeyAuthentication bool
 	// PreferredAuthentications is the order methods are tried in; nil
 	// means OpenSSH's order. A method not listed is not used.
 	PreferredAuthentications []string
@@ -73,8 +74,8 @@ type SSHSettings struct {
 	AddressFamily string
 	// BindAddress is the local address of the TCP connection ("" any).
 	BindAddress string
-	// TCPKeepAlive says whether TCP keepalives are on (default yes).
-	TCPKeepAlive bool
+	// NoTCPKeepAlive is "TCPKeepAlive no".
+	NoTCPKeepAlive bool
 	// PKCS11Provider is the configured provider ("" or "none": none);
 	// kq cannot load one and says so.
 	PKCS11Provider string

@@ -150,9 +150,11 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := connect(dctx, via, s.Address())
+	cfg := &ssh.ClientConfig{User: s.User, HostKeyCallback: cb}
+	if err := applyAlgorithms(cfg, s, algos); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	conn, err := connect(ctx, via, s, timeout)
 	if err != nil {
 		return nil, classifyConnect(ctx, name, err)
 	}
@@ -160,12 +162,7 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	// host is reported as such, as ssh does.
 	auth, closeAgent := a.methods(s)
 	defer closeAgent()
-	cfg := &ssh.ClientConfig{
-		User:              s.User,
-		Auth:              auth,
-		HostKeyCallback:   cb,
-		HostKeyAlgorithms: algos,
-	}
+	cfg.Auth = auth
 	// A channel has no deadlines of its own: closing the connection is what
 	// ends a handshake that runs out of time or is cancelled.
 	var timedOut atomic.Bool
@@ -238,13 +235,15 @@ func (p *pausableDeadline) stop() bool {
 	return !p.done
 }
 
-// connect opens the byte stream to addr: TCP from here, or a direct-tcpip
-// channel through via.
-func connect(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error) {
+// connect opens the byte stream to s within timeout: TCP from here (see
+// dialTCP), or a direct-tcpip channel through via.
+func connect(ctx context.Context, via *ssh.Client, s profiles.SSHSettings, timeout time.Duration) (net.Conn, error) {
 	if via == nil {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		return dialTCP(ctx, s, timeout)
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	addr := s.Address()
 	type result struct {
 		c   net.Conn
 		err error
@@ -292,7 +291,10 @@ func classifyConnect(ctx context.Context, name string, err error) error {
 // with its kind.
 func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
+	var ne *ssh.AlgorithmNegotiationError
 	switch {
+	case errors.As(err, &ne):
+		return negotiationFailed(where, ne)
 	case errors.As(err, &he):
 		return kinds.With(kinds.HostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
 	case ctx.Err() != nil:
