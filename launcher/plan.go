@@ -36,6 +36,9 @@ func Plan(ctx context.Context, o Options) (string, error) {
 		w("    user %s, address %s, port %d (%s, from %s)", h.User, h.HostName, h.Port, how, h.Source)
 		w("    identity files: %s", listOrNone(sshx.Existing(h.IdentityFiles), h.IdentityFiles))
 		w("    known_hosts:    %s (StrictHostKeyChecking %s)", listOrNone(sshx.Existing(h.KnownHostsFiles()), h.KnownHostsFiles()), h.StrictHostKeyChecking)
+		for _, n := range sshx.HopNotes(h) {
+			w("    %s", n)
+		}
 	}
 	host := hops[len(hops)-1]
 	spec := newKernelSpec(p, "<uuid>")

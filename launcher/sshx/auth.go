@@ -206,6 +206,15 @@ func (a *Authenticator) identityFile(path string, hop profiles.SSHSettings) (ssh
 	if err != nil {
 		return nil, pubFromFile(path + ".pub")
 	}
+	if t, blob := skPublicKey(data); t != "" {
+		// x/crypto cannot load it; its public half still picks the
+		// agent's copy under IdentitiesOnly (see loadNotes).
+		a.verbose("identity file %s is a FIDO key (%s): kq can only use it through ssh-agent (ssh-add %s)", path, t, path)
+		if pub, err := ssh.ParsePublicKey(blob); err == nil {
+			return nil, pub
+		}
+		return nil, pubFromFile(path + ".pub")
+	}
 	signer, err := ssh.ParsePrivateKey(data)
 	if err == nil {
 		return signer, signer.PublicKey()

@@ -49,6 +49,14 @@ func HopName(s profiles.SSHSettings, i, n int) string {
 		strings.Join(ids, " "), strings.Join(kh, " "))
 }
 
+// hopRole is "host NAME" or "jump host NAME".
+func hopRole(s profiles.SSHSettings, i, n int) string {
+	if i < n-1 {
+		return "jump host " + s.Alias
+	}
+	return "host " + s.Alias
+}
+
 // Existing filters paths to the files that exist: ssh -G lists every
 // default identity file whether it is there or not. A dry run shows what a
 // dial would use with it.
@@ -66,6 +74,15 @@ func Existing(paths []string) []string {
 // is the host's. All of them ride on one TCP connection from here.
 type Chain struct {
 	clients []*ssh.Client
+	names   []string // "jump host login", "host gpu": for errors
+}
+
+// name is hop i's name in errors.
+func (c *Chain) name(i int) string {
+	if i < len(c.names) {
+		return c.names[i]
+	}
+	return fmt.Sprintf("hop %d", i+1)
 }
 
 // newChain makes a chain of connections already made, outermost first,
@@ -119,6 +136,7 @@ func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*
 			return nil, err
 		}
 		c.clients = append(c.clients, client)
+		c.names = append(c.names, hopRole(s, i, len(hops)))
 		if i < len(hops)-1 {
 			go nudgeNoDelay(client)
 		}
@@ -184,7 +202,7 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 		if timedOut.Load() && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
-		return nil, classifyHandshake(ctx, name, err)
+		return nil, explainUnloadable(s, classifyHandshake(ctx, name, err))
 	}
 	return ssh.NewClient(c, chans, reqs), nil
 }
