@@ -12,15 +12,25 @@ var defaultMethodOrder = []string{"gssapi-with-mic", "hostbased", "publickey", "
 // not used, as with ssh. x/crypto tries them in this order, skipping those
 // the server does not offer.
 func orderMethods(byName map[string]ssh.AuthMethod, preferred []string) []ssh.AuthMethod {
+	var out []ssh.AuthMethod
+	for _, name := range methodOrder(preferred, func(n string) bool { _, ok := byName[n]; return ok }) {
+		out = append(out, byName[name])
+	}
+	return out
+}
+
+// methodOrder is the names of orderMethods: preferred (OpenSSH's order
+// when nil), each once, those has knows.
+func methodOrder(preferred []string, has func(string) bool) []string {
 	if preferred == nil {
 		preferred = defaultMethodOrder
 	}
-	var out []ssh.AuthMethod
+	var out []string
 	seen := map[string]bool{}
 	for _, name := range preferred {
-		if m, ok := byName[name]; ok && !seen[name] {
+		if has(name) && !seen[name] {
 			seen[name] = true
-			out = append(out, m)
+			out = append(out, name)
 		}
 	}
 	return out
