@@ -202,7 +202,7 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 		if timedOut.Load() && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
-		return nil, explainUnloadable(s, classifyHandshake(ctx, name, err))
+		return nil, explainUnloadable(s, explainMethods(s, classifyHandshake(ctx, name, err)))
 	}
 	return ssh.NewClient(c, chans, reqs), nil
 }

@@ -1,6 +1,14 @@
 package sshx
 
-import "golang.org/x/crypto/ssh"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kq-dev/kq/launcher/kinds"
+	"github.com/kq-dev/kq/profiles"
+	"golang.org/x/crypto/ssh"
+)
 
 // Issue 11 point 6: which authentication methods, in which order.
 
@@ -34,4 +42,32 @@ func methodOrder(preferred []string, has func(string) bool) []string {
 		}
 	}
 	return out
+}
+
+// explainMethods adds, to an authentication failure on a hop whose config
+// limits the methods, which ones it allowed: "refused every key" is
+// misleading when no key was offered at all.
+func explainMethods(s profiles.SSHSettings, err error) error {
+	if !errors.Is(err, kinds.Auth) || (!s.NoPubkeyAuthentication && s.PreferredAuthentications == nil) {
+		return err
+	}
+	allowed := methodOrder(s.PreferredAuthentications, func(n string) bool {
+		switch n {
+		case "publickey":
+			return !s.NoPubkeyAuthentication
+		case "password":
+			return s.PasswordAuthentication
+		case "keyboard-interactive":
+			return s.KbdInteractiveAuthentication
+		}
+		return false
+	})
+	why := fmt.Sprintf("ssh config for %s allows only these methods: %s", s.Alias, strings.Join(allowed, ", "))
+	if len(allowed) == 0 {
+		why = fmt.Sprintf("ssh config for %s allows no method kq has", s.Alias)
+	}
+	if s.NoPubkeyAuthentication {
+		why += " (PubkeyAuthentication no: no key was offered)"
+	}
+	return kinds.With(kinds.Auth, why, fmt.Errorf("%w (%s)", err, why))
 }
