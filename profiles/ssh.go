@@ -182,59 +182,67 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 		if parsePolicyOption(&s, key, val) {
 			continue
 		}
-		switch key {
-		case "hostname":
-			s.HostName = val
-		case "user":
-			s.User = val
-		case "port":
-			p, err := strconv.Atoi(val)
-			if err != nil {
-				return s, fmt.Errorf("ssh -G: port %q: %w", val, err)
-			}
-			s.Port = p
-		case "identityfile":
-			s.IdentityFiles = append(s.IdentityFiles, r.expand(val))
-		case "identitiesonly":
-			s.IdentitiesOnly = val == "yes"
-		case "identityagent":
-			s.IdentityAgent = r.expand(val)
-		case "userknownhostsfile":
-			s.UserKnownHostsFiles = r.expandList(val)
-		case "globalknownhostsfile":
-			s.GlobalKnownHostsFiles = r.expandList(val)
-		case "stricthostkeychecking":
-			s.StrictHostKeyChecking = normalizeStrict(val)
-		case "connecttimeout":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.ConnectTimeout = time.Duration(n) * time.Second
-			}
-		case "proxyjump":
-			s.ProxyJump = val
-		case "batchmode":
-			s.BatchMode = val == "yes"
-		case "passwordauthentication":
-			s.PasswordAuthentication = val == "yes"
-		case "kbdinteractiveauthentication":
-			s.KbdInteractiveAuthentication = val == "yes"
-		case "numberofpasswordprompts":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.NumberOfPasswordPrompts = n
-			}
-		case "hashknownhosts":
-			s.HashKnownHosts = val == "yes"
-		case "serveraliveinterval":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.ServerAliveInterval = time.Duration(n) * time.Second
-			}
-		case "serveralivecountmax":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.ServerAliveCountMax = n
-			}
+		if err := r.parseSSHGLine(&s, key, val); err != nil {
+			return s, err
 		}
 	}
 	s.Unhonoured = FindUnhonoured(func(key string) []string { return seen[key] })
 	return s, sc.Err()
+}
+
+// parseSSHGLine applies one `ssh -G` line of the options before issue 11.
+func (r SSHResolver) parseSSHGLine(s *SSHSettings, key, val string) error {
+	switch key {
+	case "hostname":
+		s.HostName = val
+	case "user":
+		s.User = val
+	case "port":
+		p, err := strconv.Atoi(val)
+		if err != nil {
+			return fmt.Errorf("ssh -G: port %q: %w", val, err)
+		}
+		s.Port = p
+	case "identityfile":
+		s.IdentityFiles = append(s.IdentityFiles, r.expand(val))
+	case "identitiesonly":
+		s.IdentitiesOnly = val == "yes"
+	case "identityagent":
+		s.IdentityAgent = r.expand(val)
+	case "userknownhostsfile":
+		s.UserKnownHostsFiles = r.expandList(val)
+	case "globalknownhostsfile":
+		s.GlobalKnownHostsFiles = r.expandList(val)
+	case "stricthostkeychecking":
+		s.StrictHostKeyChecking = normalizeStrict(val)
+	case "connecttimeout":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.ConnectTimeout = time.Duration(n) * time.Second
+		}
+	case "proxyjump":
+		s.ProxyJump = val
+	case "batchmode":
+		s.BatchMode = val == "yes"
+	case "passwordauthentication":
+		s.PasswordAuthentication = val == "yes"
+	case "kbdinteractiveauthentication":
+		s.KbdInteractiveAuthentication = val == "yes"
+	case "numberofpasswordprompts":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.NumberOfPasswordPrompts = n
+		}
+	case "hashknownhosts":
+		s.HashKnownHosts = val == "yes"
+	case "serveraliveinterval":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.ServerAliveInterval = time.Duration(n) * time.Second
+		}
+	case "serveralivecountmax":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.ServerAliveCountMax = n
+		}
+	}
+	return nil
 }
 
 // fromParser is Resolve without ssh installed: the Go ssh_config parser,
