@@ -32,8 +32,19 @@ func keepaliveSettings(p profiles.Profile, host profiles.SSHSettings) (interval 
 
 // watch starts keepalives on ch, from its dial on.
 func (s *session) watch(ch *sshx.Chain) *sshx.LinkWatch {
-	interval, count := keepaliveSettings(s.o.Profile, s.hops[len(s.hops)-1])
-	return sshx.WatchLink(ch, interval, count)
+	return watchChain(s.o.Profile, s.hops, ch)
+}
+
+// watchChain watches every hop of ch, each with its own keepalive
+// settings (the profile's, else that hop's ServerAliveInterval and
+// ServerAliveCountMax, else the defaults), so that a dead jump host link
+// is found by the jump host's own timers.
+func watchChain(p profiles.Profile, hops []profiles.SSHSettings, ch *sshx.Chain) *sshx.LinkWatch {
+	per := make([]sshx.Keepalive, len(hops))
+	for i, h := range hops {
+		per[i].Interval, per[i].Count = keepaliveSettings(p, h)
+	}
+	return sshx.WatchChain(ch, per)
 }
 
 // setChain makes ch, watched, and hold the session's live link at once;

@@ -45,8 +45,7 @@ func openManager(ctx context.Context, o Options) (*manager, error) {
 		return nil, err
 	}
 	host := d.hops[len(d.hops)-1]
-	interval, count := keepaliveSettings(o.Profile, host)
-	m := &manager{o: o, log: log, host: host.Alias, ch: d.ch, watch: sshx.WatchLink(d.ch, interval, count)}
+	m := &manager{o: o, log: log, host: host.Alias, ch: d.ch, watch: watchChain(o.Profile, d.hops, d.ch)}
 	m.close = func() {
 		m.watch.Stop()
 		m.ch.Close()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kq-dev/kq/launcher/remote"
 	"github.com/kq-dev/kq/launcher/sshx"
+	"github.com/kq-dev/kq/profiles"
 )
 
 // Plan writes what Run would do with o, without connecting anywhere: each
@@ -23,6 +24,22 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("profile %s", p.Name)
+	planHops(w, hops)
+	host := hops[len(hops)-1]
+	planRemote(w, p, host.Alias)
+	target := forwardHost(p.KernelIP, "<ip in the kernel's connection file>")
+	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)
+	w("frontend: %s", planFrontend(o))
+	if p.Keep {
+		w("on exit: leave the kernel running (keep)")
+	} else {
+		w("on exit: shutdown_request, then TERM/KILL to the kernel's process group; remove all files")
+	}
+	return b.String(), nil
+}
+
+// planHops describes each hop with its resolved settings.
+func planHops(w func(string, ...any), hops []profiles.SSHSettings) {
 	for i, h := range hops {
 		role := "host"
 		if i < len(hops)-1 {
@@ -36,14 +53,21 @@ func Plan(ctx context.Context, o Options) (string, error) {
 		w("    user %s, address %s, port %d (%s, from %s)", h.User, h.HostName, h.Port, how, h.Source)
 		w("    identity files: %s", listOrNone(sshx.Existing(h.IdentityFiles), h.IdentityFiles))
 		w("    known_hosts:    %s (StrictHostKeyChecking %s)", listOrNone(sshx.Existing(h.KnownHostsFiles()), h.KnownHostsFiles()), h.StrictHostKeyChecking)
+		for _, n := range sshx.HopNotes(h) {
+			w("    %s", n)
+		}
 	}
-	host := hops[len(hops)-1]
+}
+
+// planRemote shows the remote command and the start script it sends,
+// rendered by the function that sends it, env: values hidden.
+func planRemote(w func(string, ...any), p profiles.Profile, host string) {
 	spec := newKernelSpec(p, "<uuid>")
 	rt := p.RuntimeDir
 	if rt == "" {
 		rt = "$(jupyter --runtime-dir), else ~/.local/share/jupyter/runtime"
 	}
-	w("remote command on %s: %s, with this program on its stdin (nothing on a command line):", host.Alias, remote.Command)
+	w("remote command on %s: %s, with this program on its stdin (nothing on a command line):", host, remote.Command)
 	w("    the kernel's start script, RUNTIME/kernel-kq-<uuid>.cmd (mode 0600; the kernel runs in its own process group, under the login umask):")
 	shown := spec // env: values may be secrets: never printed
 	shown.Env = map[string]string{}
@@ -55,8 +79,11 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	}
 	w("    with $1 = RUNTIME/kernel-kq-<uuid>.json")
 	w("    RUNTIME: %s", rt)
-	target := forwardHost(p.KernelIP, "<ip in the kernel's connection file>")
-	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)
+}
+
+// planFrontend is the frontend's argv as the session will run it.
+func planFrontend(o Options) string {
+	p := o.Profile
 	front := strings.Join(p.FrontendArgv("<local connection file>"), " ")
 	if p.OwnsKernel() && !o.Detach {
 		front = strings.Join(p.ManagedFrontendArgv("<transient kernelspec>"), " ") +
@@ -65,13 +92,7 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	if _, err := exec.LookPath(p.Frontend[0]); err != nil {
 		front += "   (not found here!)"
 	}
-	w("frontend: %s", front)
-	if p.Keep {
-		w("on exit: leave the kernel running (keep)")
-	} else {
-		w("on exit: shutdown_request, then TERM/KILL to the kernel's process group; remove all files")
-	}
-	return b.String(), nil
+	return front
 }
 
 func listOrNone(found, all []string) string {

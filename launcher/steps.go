@@ -53,6 +53,9 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 	}
 	for i, h := range hops {
 		log.detail("%s, from %s", sshx.HopName(h, i, len(hops)), h.Source)
+		for _, n := range sshx.HopNotes(h) {
+			log.detail("%s: %s", h.Alias, n)
+		}
 	}
 	pr := sshx.NewPrompter(o.StdinIsTerminal)
 	if o.NoPrompt {
@@ -60,7 +63,7 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 	}
 	d := &dialed{hops: hops, auth: sshx.NewAuthenticator(pr), closeTerminal: func() { sshx.ClosePrompter(pr) }}
 	d.auth.Note = log.always
-	d.auth.Detail = log.detail
+	d.auth.Verbose = log.detail
 	if d.ch, err = sshx.Dial(ctx, d.auth, hops); err != nil {
 		d.closeTerminal()
 		return nil, err

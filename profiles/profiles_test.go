@@ -199,7 +199,8 @@ hashknownhosts yes
 		IdentityFiles: []string{"/home/alice/.ssh/id_ed25519", "/keys/work"}, IdentitiesOnly: true,
 		UserKnownHostsFiles: []string{"/home/alice/.ssh/known_hosts", "/etc/kh"}, StrictHostKeyChecking: "yes",
 		ConnectTimeout: 7 * time.Second, ProxyJump: "login", BatchMode: true, Source: "ssh -G",
-		KbdInteractiveAuthentication: true, NumberOfPasswordPrompts: 2, HashKnownHosts: true}
+		KbdInteractiveAuthentication: true, NumberOfPasswordPrompts: 2, HashKnownHosts: true,
+		ConnectionAttempts: 1, AddressFamily: "any"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}

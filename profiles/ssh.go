@@ -69,6 +69,30 @@ type SSHSettings struct {
 	// ServerAliveInterval (0: off) and ServerAliveCountMax, as in ssh.
 	ServerAliveInterval time.Duration
 	ServerAliveCountMax int
+	// Issue 11 points 5, 6, 8 (algorithm policy, methods and their order,
+	// what kq cannot do). Algorithm lists are OpenSSH's, already resolved
+	// from "+", "-" and "^"; nil means x/crypto's defaults.
+	KexAlgorithms, Ciphers, MACs, HostKeyAlgorithms, PubkeyAcceptedAlgorithms []string
+	// NoPubkeyAuthentication is "PubkeyAuthentication no" (negated so that
+	// the zero value is OpenSSH's default).
+	NoPubkeyAuthentication bool
+	// PreferredAuthentications is the order methods are tried in; nil
+	// means OpenSSH's order. A method not listed is not used.
+	PreferredAuthentications []string
+	// ConnectionAttempts is how often the TCP connect is tried (1 a second).
+	ConnectionAttempts int
+	// AddressFamily is "any", "inet" or "inet6".
+	AddressFamily string
+	// BindAddress is the local address of the TCP connection ("" any).
+	BindAddress string
+	// NoTCPKeepAlive is "TCPKeepAlive no".
+	NoTCPKeepAlive bool
+	// PKCS11Provider is the configured provider ("" or "none": none);
+	// kq cannot load one and says so.
+	PKCS11Provider string
+	// Unhonoured lists the options set for this host that kq does not
+	// act on, each with what that means (see profiles/unsupported.go).
+	Unhonoured []Unhonoured
 	// Source says where these came from ("ssh -G" or "ssh_config parser").
 	Source string
 }
@@ -159,76 +183,87 @@ func (r SSHResolver) fromSSHG(ctx context.Context, sshPath string, spec HostSpec
 // parseSSHG reads `ssh -G` output: one "key value" per line, keys lowercase.
 func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 	s := SSHSettings{Source: "ssh -G", PasswordAuthentication: true, KbdInteractiveAuthentication: true, NumberOfPasswordPrompts: 3}
+	applyPolicyDefaults(&s)
+	seen := map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		key, val, _ := strings.Cut(sc.Text(), " ")
-		switch key {
-		case "hostname":
-			s.HostName = val
-		case "user":
-			s.User = val
-		case "port":
-			p, err := strconv.Atoi(val)
-			if err != nil {
-				return s, fmt.Errorf("ssh -G: port %q: %w", val, err)
-			}
-			s.Port = p
-		case "identityfile":
-			s.IdentityFiles = append(s.IdentityFiles, r.expand(val))
-		case "identitiesonly":
-			s.IdentitiesOnly = val == "yes"
-		case "identityagent":
-			s.IdentityAgent = r.expand(val)
-		case "certificatefile": // issue 11, point 2: user certificates
-			s.CertificateFiles = append(s.CertificateFiles, r.expand(val))
-		case "userknownhostsfile":
-			s.UserKnownHostsFiles = r.expandList(val)
-		case "globalknownhostsfile":
-			s.GlobalKnownHostsFiles = r.expandList(val)
-		case "stricthostkeychecking":
-			s.StrictHostKeyChecking = normalizeStrict(val)
-		case "connecttimeout":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.ConnectTimeout = time.Duration(n) * time.Second
-			}
-		case "proxyjump":
-			s.ProxyJump = val
-		case "batchmode":
-			s.BatchMode = val == "yes"
-		// Kerberos (GSSAPI) login.
-		case "gssapiauthentication":
-			s.GSSAPIAuthentication = val == "yes"
-		case "gssapidelegatecredentials":
-			s.GSSAPIDelegateCredentials = val == "yes"
-		case "gssapitrustdns":
-			s.GSSAPITrustDNS = val == "yes"
-		case "passwordauthentication":
-			s.PasswordAuthentication = val == "yes"
-		case "kbdinteractiveauthentication":
-			s.KbdInteractiveAuthentication = val == "yes"
-		case "numberofpasswordprompts":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.NumberOfPasswordPrompts = n
-			}
-		case "hashknownhosts":
-			s.HashKnownHosts = val == "yes"
-		case "serveraliveinterval":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.ServerAliveInterval = time.Duration(n) * time.Second
-			}
-		case "serveralivecountmax":
-			if n, err := strconv.Atoi(val); err == nil {
-				s.ServerAliveCountMax = n
-			}
+		seen[key] = append(seen[key], val)
+		// Issue 11 points 5 and 6 (algorithms, methods, TCP): policy.go.
+		if parsePolicyOption(&s, key, val) {
+			continue
+		}
+		if err := r.parseSSHGLine(&s, key, val); err != nil {
+			return s, err
 		}
 	}
+	s.Unhonoured = FindUnhonoured(func(key string) []string { return seen[key] })
 	return s, sc.Err()
+}
+
+// parseSSHGLine applies one `ssh -G` line of the options before issue 11.
+func (r SSHResolver) parseSSHGLine(s *SSHSettings, key, val string) error {
+	switch key {
+	case "hostname":
+		s.HostName = val
+	case "user":
+		s.User = val
+	case "port":
+		p, err := strconv.Atoi(val)
+		if err != nil {
+			return fmt.Errorf("ssh -G: port %q: %w", val, err)
+		}
+		s.Port = p
+	case "identityfile":
+		s.IdentityFiles = append(s.IdentityFiles, r.expand(val))
+	case "identitiesonly":
+		s.IdentitiesOnly = val == "yes"
+	case "identityagent":
+		s.IdentityAgent = r.expand(val)
+	case "certificatefile": // issue 11, point 2: user certificates
+		s.CertificateFiles = append(s.CertificateFiles, r.expand(val))
+	case "userknownhostsfile":
+		s.UserKnownHostsFiles = r.expandList(val)
+	case "globalknownhostsfile":
+		s.GlobalKnownHostsFiles = r.expandList(val)
+	case "stricthostkeychecking":
+		s.StrictHostKeyChecking = normalizeStrict(val)
+	case "connecttimeout":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.ConnectTimeout = time.Duration(n) * time.Second
+		}
+	case "proxyjump":
+		s.ProxyJump = val
+	case "batchmode":
+		s.BatchMode = val == "yes"
+	case "gssapiauthentication", "gssapidelegatecredentials", "gssapitrustdns":
+		parseGSSAPIOption(s, key, val)
+	case "passwordauthentication":
+		s.PasswordAuthentication = val == "yes"
+	case "kbdinteractiveauthentication":
+		s.KbdInteractiveAuthentication = val == "yes"
+	case "numberofpasswordprompts":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.NumberOfPasswordPrompts = n
+		}
+	case "hashknownhosts":
+		s.HashKnownHosts = val == "yes"
+	case "serveraliveinterval":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.ServerAliveInterval = time.Duration(n) * time.Second
+		}
+	case "serveralivecountmax":
+		if n, err := strconv.Atoi(val); err == nil {
+			s.ServerAliveCountMax = n
+		}
+	}
+	return nil
 }
 
 // fromParser is Resolve without ssh installed: the Go ssh_config parser,
 // with OpenSSH's defaults filled in where the file says nothing.
 func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, error) {
-	l, err := newSSHLookup(spec.Host, configFile)
+	l, err := r.newSSHLookup(spec, configFile)
 	if err != nil {
 		return SSHSettings{}, err
 	}
@@ -238,6 +273,7 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 	}
 	r.parserFiles(&s, l)
 	parserOptions(&s, l)
+	parserPolicy(&s, l)
 	if err := errors.Join(l.errs...); err != nil {
 		return s, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
 	}
@@ -247,42 +283,65 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 // sshLookup answers ssh_config questions about one host and collects the
 // parser's errors, so that one bad line is reported with the others.
 type sshLookup struct {
+	raw    func(key string) (string, error) // without the parser's defaults
 	get    func(key string) (string, error)
 	getAll func(key string) ([]string, error)
 	errs   []error
 }
 
-// newSSHLookup reads configFile, or the user's ssh config when it is "".
-func newSSHLookup(host, configFile string) (*sshLookup, error) {
-	l := &sshLookup{
-		get:    func(key string) (string, error) { return sshconfig.GetStrict(host, key) },
-		getAll: func(key string) ([]string, error) { return sshconfig.GetAllStrict(host, key) },
+// newSSHLookup reads configFile, or the user's and the system's ssh config
+// when it is "", with Include inlined and Match evaluated (match.go).
+func (r SSHResolver) newSSHLookup(spec HostSpec, configFile string) (*sshLookup, error) {
+	files := []configSource{{r.expand("~/.ssh/config"), r.expand("~/.ssh")}, {"/etc/ssh/ssh_config", "/etc/ssh"}}
+	if configFile != "" {
+		files = []configSource{{configFile, r.expand("~/.ssh")}}
 	}
-	if configFile == "" {
-		return l, nil
+	mc := &matchContext{originalHost: spec.Host, host: spec.Host, user: spec.User, userSet: spec.User != "",
+		localUser: r.currentUser()}
+	if mc.user == "" {
+		mc.user = r.currentUser()
 	}
-	f, err := os.Open(configFile)
+	cfg, err := r.decodeConfigs(files, mc)
+	if err != nil {
+		return nil, err
+	}
+	host := spec.Host
+	return &sshLookup{
+		raw: func(key string) (string, error) { return cfg.Get(host, key) },
+		get: func(key string) (string, error) {
+			v, err := cfg.Get(host, key)
+			if v == "" && err == nil {
+				v = sshconfig.Default(key)
+			}
+			return v, err
+		},
+		getAll: func(key string) ([]string, error) { return cfg.GetAll(host, key) },
+	}, nil
+}
+
+// decodeConfigs flattens and parses files for mc.
+func (r SSHResolver) decodeConfigs(files []configSource, mc *matchContext) (*sshconfig.Config, error) {
+	data, err := flattenConfigs(files, mc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ssh config: %w", ErrInvalid, err)
 	}
-	cfg, err := sshconfig.Decode(f)
-	f.Close()
+	cfg, err := decodeFlat(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: ssh config %s: %w", ErrInvalid, configFile, err)
+		return nil, fmt.Errorf("%w: ssh config %s: %w", ErrInvalid, files[0].path, err)
 	}
-	l.get = func(key string) (string, error) {
-		v, err := cfg.Get(host, key)
-		if v == "" && err == nil {
-			v = sshconfig.Default(key)
-		}
-		return v, err
-	}
-	l.getAll = func(key string) ([]string, error) { return cfg.GetAll(host, key) }
-	return l, nil
+	return cfg, nil
 }
 
 func (l *sshLookup) str(key string) string {
 	v, err := l.get(key)
+	l.errs = append(l.errs, err)
+	return v
+}
+
+// rawStr is the value the files set, "" when none: the parser's own
+// defaults are older than OpenSSH's (CBC ciphers, ssh-rsa).
+func (l *sshLookup) rawStr(key string) string {
+	v, err := l.raw(key)
 	l.errs = append(l.errs, err)
 	return v
 }
@@ -503,4 +562,16 @@ func SplitJump(jump string) ([]string, error) {
 		hops = append(hops, h)
 	}
 	return hops, nil
+}
+
+// parseGSSAPIOption reads the Kerberos (GSSAPI) login settings.
+func parseGSSAPIOption(s *SSHSettings, key, val string) {
+	switch key {
+	case "gssapiauthentication":
+		s.GSSAPIAuthentication = val == "yes"
+	case "gssapidelegatecredentials":
+		s.GSSAPIDelegateCredentials = val == "yes"
+	case "gssapitrustdns":
+		s.GSSAPITrustDNS = val == "yes"
+	}
 }

@@ -24,9 +24,10 @@ type Authenticator struct {
 	// Note, when set, tells the user something about trust they should
 	// know even when kq is quiet (a host key was recorded in known_hosts).
 	Note func(format string, args ...any)
-	// Detail, when set, tells the user what only -v shows (a setting kq
-	// cannot honour, such as GSSAPIDelegateCredentials).
-	Detail func(format string, args ...any)
+	// Verbose, when set, gets what -v shows: keys left out by policy,
+	// identity files kq cannot load, settings kq cannot honour (such as
+	// GSSAPIDelegateCredentials).
+	Verbose func(format string, args ...any)
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must
@@ -57,36 +58,46 @@ func (a *Authenticator) ask(s profiles.SSHSettings, question string, echo bool) 
 	return a.prompt.Ask(question, echo)
 }
 
-// methods returns the auth methods for one hop in OpenSSH's order:
-// gssapi-with-mic (GSSAPIAuthentication yes), public keys (agent, then
-// identity files), keyboard-interactive, password. The
-// returned func closes the agent connection after the handshake. The agent
-// is only ever used to sign here; it is never forwarded.
+// methods returns the auth methods for one hop, in the order of
+// PreferredAuthentications (OpenSSH's order by default: public keys
+// (agent, then identity files), keyboard-interactive, password), without
+// those the hop's config switches off. The returned func closes the agent
+// connection after the handshake. The agent is only ever used to sign
+// here; it is never forwarded.
 func (a *Authenticator) methods(s profiles.SSHSettings) ([]ssh.AuthMethod, func()) {
-	signers, closeAgent := a.signers(s)
-	var methods []ssh.AuthMethod
+	byName := map[string]ssh.AuthMethod{}
+	closeAgent := func() {}
 	if s.GSSAPIAuthentication {
-		methods = append(methods, a.gssapiMethod(s))
+		byName["gssapi-with-mic"] = a.gssapiMethod(s)
 	}
-	if len(signers) > 0 {
-		methods = append(methods, ssh.PublicKeys(signers...))
+	if !s.NoPubkeyAuthentication {
+		var signers []ssh.Signer
+		signers, closeAgent = a.signers(s)
+		var dropped []string
+		signers, dropped = restrictSigners(signers, s.PubkeyAcceptedAlgorithms)
+		for _, d := range dropped {
+			a.verbose("%s: key %s not offered: PubkeyAcceptedAlgorithms excludes it", s.Alias, d)
+		}
+		if len(signers) > 0 {
+			byName["publickey"] = ssh.PublicKeys(signers...)
+		}
 	}
 	tries := s.NumberOfPasswordPrompts
 	if tries < 1 {
 		tries = 1
 	}
 	if s.KbdInteractiveAuthentication {
-		methods = append(methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
+		byName["keyboard-interactive"] = ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
 			func(name, instruction string, questions []string, echos []bool) ([]string, error) {
 				return a.keyboardInteractive(s, name, instruction, questions, echos)
-			}), tries))
+			}), tries)
 	}
 	if s.PasswordAuthentication {
-		methods = append(methods, ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
+		byName["password"] = ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
 			return a.ask(s, fmt.Sprintf("%s@%s's password: ", s.User, s.HostName), false)
-		}), tries))
+		}), tries)
 	}
-	return methods, closeAgent
+	return orderMethods(byName, s.PreferredAuthentications), closeAgent
 }
 
 // keyboardInteractive shows the server's prompts verbatim (2FA, OTP, Duo),
@@ -181,6 +192,15 @@ func (a *Authenticator) identityFile(path string, hop profiles.SSHSettings) (ssh
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
+		return nil, pubFromFile(path + ".pub")
+	}
+	if t, blob := skPublicKey(data); t != "" {
+		// x/crypto cannot load it; its public half still picks the
+		// agent's copy under IdentitiesOnly (see loadNotes).
+		a.verbose("identity file %s is a FIDO key (%s): kq can only use it through ssh-agent (ssh-add %s)", path, t, path)
+		if pub, err := ssh.ParsePublicKey(blob); err == nil {
+			return nil, pub
+		}
 		return nil, pubFromFile(path + ".pub")
 	}
 	signer, err := ssh.ParsePrivateKey(data)
@@ -285,5 +305,12 @@ func (l *lazySigner) SignWithAlgorithm(rand io.Reader, data []byte, algorithm st
 func (a *Authenticator) note(format string, args ...any) {
 	if a.Note != nil {
 		a.Note(format, args...)
+	}
+}
+
+// verbose reports what -v shows.
+func (a *Authenticator) verbose(format string, args ...any) {
+	if a.Verbose != nil {
+		a.Verbose(format, args...)
 	}
 }

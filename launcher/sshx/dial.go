@@ -49,6 +49,14 @@ func HopName(s profiles.SSHSettings, i, n int) string {
 		strings.Join(ids, " "), strings.Join(kh, " "))
 }
 
+// hopRole is "host NAME" or "jump host NAME".
+func hopRole(s profiles.SSHSettings, i, n int) string {
+	if i < n-1 {
+		return "jump host " + s.Alias
+	}
+	return "host " + s.Alias
+}
+
 // Existing filters paths to the files that exist: ssh -G lists every
 // default identity file whether it is there or not. A dry run shows what a
 // dial would use with it.
@@ -66,6 +74,15 @@ func Existing(paths []string) []string {
 // is the host's. All of them ride on one TCP connection from here.
 type Chain struct {
 	clients []*ssh.Client
+	names   []string // "jump host login", "host gpu": for errors
+}
+
+// name is hop i's name in errors.
+func (c *Chain) name(i int) string {
+	if i < len(c.names) {
+		return c.names[i]
+	}
+	return fmt.Sprintf("hop %d", i+1)
 }
 
 // newChain makes a chain of connections already made, outermost first,
@@ -119,6 +136,7 @@ func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*
 			return nil, err
 		}
 		c.clients = append(c.clients, client)
+		c.names = append(c.names, hopRole(s, i, len(hops)))
 		if i < len(hops)-1 {
 			go nudgeNoDelay(client)
 		}
@@ -150,9 +168,11 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := connect(dctx, via, s.Address())
+	cfg := &ssh.ClientConfig{User: s.User, HostKeyCallback: cb}
+	if err := applyAlgorithms(cfg, s, algos); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	conn, err := connect(ctx, via, s, timeout)
 	if err != nil {
 		return nil, classifyConnect(ctx, name, err)
 	}
@@ -160,12 +180,7 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	// host is reported as such, as ssh does.
 	auth, closeAgent := a.methods(s)
 	defer closeAgent()
-	cfg := &ssh.ClientConfig{
-		User:              s.User,
-		Auth:              auth,
-		HostKeyCallback:   cb,
-		HostKeyAlgorithms: algos,
-	}
+	cfg.Auth = auth
 	// A channel has no deadlines of its own: closing the connection is what
 	// ends a handshake that runs out of time or is cancelled.
 	var timedOut atomic.Bool
@@ -188,7 +203,7 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
 		err = a.explainRefusal(s, err) // issue 11, point 2: certificates
-		return nil, classifyHandshake(ctx, name, err)
+		return nil, explainUnloadable(s, explainMethods(s, classifyHandshake(ctx, name, err)))
 	}
 	return ssh.NewClient(c, chans, reqs), nil
 }
@@ -239,13 +254,15 @@ func (p *pausableDeadline) stop() bool {
 	return !p.done
 }
 
-// connect opens the byte stream to addr: TCP from here, or a direct-tcpip
-// channel through via.
-func connect(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error) {
+// connect opens the byte stream to s within timeout: TCP from here (see
+// dialTCP), or a direct-tcpip channel through via.
+func connect(ctx context.Context, via *ssh.Client, s profiles.SSHSettings, timeout time.Duration) (net.Conn, error) {
 	if via == nil {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
+		return dialTCP(ctx, s, timeout)
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	addr := s.Address()
 	type result struct {
 		c   net.Conn
 		err error
@@ -295,7 +312,10 @@ func classifyHandshake(ctx context.Context, where string, err error) error {
 	var he *hostKeyError
 	var ke *krbError
 	var ce *certRefusedError
+	var ne *ssh.AlgorithmNegotiationError
 	switch {
+	case errors.As(err, &ne):
+		return negotiationFailed(where, ne)
 	case errors.As(err, &he):
 		return kinds.With(kinds.HostKey, he.hint(), fmt.Errorf("%s: %w", where, he))
 	case errors.As(err, &ke):

@@ -64,16 +64,9 @@ const dnsTimeout = 5 * time.Second
 // hop's HostName, as OpenSSH uses it (GSSAPITrustDns no).
 func (a *Authenticator) gssapiMethod(s profiles.SSHSettings) ssh.AuthMethod {
 	if s.GSSAPIDelegateCredentials {
-		a.detail("%s: GSSAPIDelegateCredentials is set, but kq cannot delegate Kerberos credentials; logging in without delegation", s.HostName)
+		a.verbose("%s: GSSAPIDelegateCredentials is set, but kq cannot delegate Kerberos credentials; logging in without delegation", s.HostName)
 	}
 	return ssh.GSSAPIWithMICAuthMethod(&krbInitiator{trustDNS: s.GSSAPITrustDNS}, s.HostName)
-}
-
-// detail tells the user something only -v shows.
-func (a *Authenticator) detail(format string, args ...any) {
-	if a.Detail != nil {
-		a.Detail(format, args...)
-	}
 }
 
 // krbInitiator is one GSS-API security context, initiator side, for the

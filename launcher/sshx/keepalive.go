@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -54,15 +55,17 @@ func keepalive(ctx context.Context, c *ssh.Client, interval time.Duration, count
 	}
 }
 
-// LinkWatch sends keepalives on one connection from the moment it is
-// dialled, not only while the frontend runs, so that a silently dead link
-// (Wi-Fi gone, lid closed, no RST) is known at every step: the kernel's
-// start, the frontend's run, and the teardown. Once the link is found dead
-// the watch closes the connection, which ends every wait on it (channel
-// opens, sessions, the remote protocol, relays) at once.
+// LinkWatch sends keepalives on every connection of a chain from the
+// moment it is dialled, not only while the frontend runs, so that a
+// silently dead link (Wi-Fi gone, lid closed, no RST) is known at every
+// step: the kernel's start, the frontend's run, and the teardown. Each hop
+// gets its own keepalives and timers, so a dead link to a jump host is
+// found by the jump host's own settings. Once any hop is found dead the
+// watch closes the chain, which ends every wait on it (channel opens,
+// sessions, the remote protocol, relays) at once.
 type LinkWatch struct {
 	ch       *Chain
-	interval time.Duration
+	interval time.Duration // the host's, for Answers
 	count    int
 	dead     chan struct{} // closed once the link is found dead
 	err      error         // why; written before dead is closed
@@ -70,20 +73,43 @@ type LinkWatch struct {
 	done     chan struct{}
 }
 
-// WatchLink starts keepalives on ch's host connection, one every interval;
-// count unanswered in a row make the link dead. Stop ends them.
+// Keepalive is one hop's keepalive timing: a request every Interval,
+// Count unanswered in a row make the hop dead.
+type Keepalive struct {
+	Interval time.Duration
+	Count    int
+}
+
+// WatchLink watches every hop of ch with the same timing.
 func WatchLink(ch *Chain, interval time.Duration, count int) *LinkWatch {
+	return WatchChain(ch, []Keepalive{{interval, count}})
+}
+
+// WatchChain starts keepalives on each connection of ch, per[i] for
+// hop i (the last entry serves hops beyond per). Stop ends them.
+func WatchChain(ch *Chain, per []Keepalive) *LinkWatch {
+	host := per[len(per)-1]
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &LinkWatch{ch: ch, interval: interval, count: count, dead: make(chan struct{}),
+	w := &LinkWatch{ch: ch, interval: host.Interval, count: host.Count, dead: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		if err := keepalive(ctx, ch.Host(), interval, count); err != nil {
-			w.err = err
-			close(w.dead)
-			ch.Close()
-		}
-	}()
+	var wg sync.WaitGroup
+	var once sync.Once
+	for i, c := range ch.clients {
+		k := per[min(i, len(per)-1)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := keepalive(ctx, c, k.Interval, k.Count); err != nil {
+				once.Do(func() {
+					w.err = fmt.Errorf("%s: %w", ch.name(i), err)
+					close(w.dead)
+					cancel()
+					ch.Close()
+				})
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(w.done) }()
 	return w
 }
 

@@ -2,6 +2,7 @@ package sshx
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +57,22 @@ func TestLinkWatch(t *testing.T) {
 			t.Fatalf("Answers() = %v on a live link", err)
 		}
 	})
+}
+
+// TestWatchChainJumpDead: a jump host that stops answering is found by
+// its own keepalives, however slow the host's are, and named.
+func TestWatchChainJumpDead(t *testing.T) {
+	jump, host := sshtest.Dead(t, false), sshtest.Dead(t, true)
+	ch := newChain(jump, host)
+	ch.names = []string{"jump host login", "host gpu"}
+	w := WatchChain(ch, []Keepalive{{100 * time.Millisecond, 2}, {time.Hour, 3}})
+	defer w.Stop()
+	select {
+	case <-w.Dead():
+	case <-time.After(5 * time.Second):
+		t.Fatal("dead jump host not found")
+	}
+	if !errors.Is(w.Err(), errLinkDead) || !strings.Contains(w.Err().Error(), "jump host login") {
+		t.Fatalf("err = %v", w.Err())
+	}
 }
