@@ -45,6 +45,8 @@ type SSHSettings struct {
 	GlobalKnownHostsFiles []string
 	// StrictHostKeyChecking is "yes", "ask", "accept-new" or "no".
 	StrictHostKeyChecking string
+	// RevokedHostKeys is a file of revoked host keys ("" or "none": none).
+	RevokedHostKeys string
 	// ConnectTimeout bounds TCP connect and handshake; 0 means kq's default.
 	ConnectTimeout time.Duration
 	// ProxyJump is the configured jump chain ("none" or empty for none).
@@ -228,6 +230,8 @@ func (r SSHResolver) parseSSHGLine(s *SSHSettings, key, val string) error {
 		s.GlobalKnownHostsFiles = r.expandList(val)
 	case "stricthostkeychecking":
 		s.StrictHostKeyChecking = normalizeStrict(val)
+	case "revokedhostkeys":
+		s.RevokedHostKeys = r.expand(val)
 	case "connecttimeout":
 		if n, err := strconv.Atoi(val); err == nil {
 			s.ConnectTimeout = time.Duration(n) * time.Second
@@ -403,6 +407,9 @@ func (r SSHResolver) parserFiles(s *SSHSettings, l *sshLookup) {
 	s.UserKnownHostsFiles = r.expandList(l.str("UserKnownHostsFile"))
 	if len(s.UserKnownHostsFiles) == 0 {
 		s.UserKnownHostsFiles = []string{r.expand("~/.ssh/known_hosts"), r.expand("~/.ssh/known_hosts2")}
+	}
+	if v := l.str("RevokedHostKeys"); v != "" && v != "none" {
+		s.RevokedHostKeys = r.expand(v)
 	}
 	s.GlobalKnownHostsFiles = r.expandList(l.str("GlobalKnownHostsFile"))
 	if len(s.GlobalKnownHostsFiles) == 0 && runtime.GOOS != "windows" {

@@ -54,7 +54,6 @@ var unhonouredOptions = []unhonouredOption{
 	{"CanonicalizeHostname", []string{"no", "false"}, "kq dials HostName as resolved (ssh -G's canonical name; the Go parser does not canonicalize)"},
 	{"VerifyHostKeyDNS", []string{"no", "false"}, "host keys are checked against known_hosts only, never SSHFP records"},
 	{"KnownHostsCommand", []string{"none"}, "not run: only the known_hosts files are read, so a host known only through it is unknown to kq"},
-	{"RevokedHostKeys", []string{"none"}, "NOT read: kq does not refuse a host key revoked only in this file (@revoked lines in known_hosts work)"},
 	{"CheckHostIP", []string{"no", "false"}, "the host's IP address is not checked against known_hosts (its name and port are)"},
 	{"NoHostAuthenticationForLocalhost", []string{"no", "false"}, "kq checks localhost's host key like any other"},
 	{"HostbasedAuthentication", []string{"no", "false"}, "not offered: x/crypto has no host-based authentication"},

@@ -331,6 +331,9 @@ func classifyHandshake(ctx context.Context, where string, err error) error {
 		return kinds.With(kinds.Auth, "too many keys were offered before the right one (the agent holds many?); "+
 			"set IdentitiesOnly yes and IdentityFile for this host in ssh config",
 			fmt.Errorf("%s: server refused after too many authentication attempts", where))
+	case errors.Is(err, errRevokedUnreadable):
+		return kinds.With(kinds.HostKey, "fix or remove RevokedHostKeys in ssh config; kq never connects to a host it could not check",
+			fmt.Errorf("%s: %w", where, err))
 	case errors.Is(err, errNeverAsks):
 		return kinds.With(kinds.Auth, "load the key into ssh-agent (ssh-add) where the kernel manager sees SSH_AUTH_SOCK, or use an unencrypted key; run kq PROFILE once at a terminal so the host key is known",
 			fmt.Errorf("%s: authentication needs an answer: %w", where, err))

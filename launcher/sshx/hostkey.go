@@ -88,6 +88,9 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		he := &hostKeyError{address: hostname, keyType: key.Type(), fingerprint: ssh.FingerprintSHA256(key),
 			files: shown, mode: s.StrictHostKeyChecking}
+		if err := checkRevokedFile(s.RevokedHostKeys, key, he); err != nil {
+			return err
+		}
 		if db != nil {
 			err := db.HostKeyCallback()(hostname, remote, key)
 			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.RevokedError)) {
