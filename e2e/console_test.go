@@ -142,6 +142,28 @@ func (s *tmuxSession) waitFlushing(want string, timeout time.Duration) {
 // seconds and the session goes on with its state; `exit` ends the console
 // and kq exits 0 with nothing left on either side.
 func TestConsole(t *testing.T) {
+	c := startConsole(t)
+	c.setVariable()
+	c.interruptSleep()
+	c.exit()
+	c.e.assertSessionGone(t, c.first)
+}
+
+// consoleRun is one TestConsole session: kq running jupyter console in a
+// tmux pane, the file its shell writes kq's exit code to, and the remote
+// kernel it started with, which each phase compares against.
+type consoleRun struct {
+	t        *testing.T
+	e        *env
+	s        *tmuxSession
+	exitFile string
+	first    []int
+}
+
+// startConsole runs `kq p` with jupyter console as its frontend in a tmux
+// pane; the pane's shell outlives kq so that its exit code and last
+// screen can still be read.
+func startConsole(t *testing.T) *consoleRun {
 	e := newEnv(t, sshdtest.Options{})
 	p := e.baseProfile()
 	p["frontend"] = []string{"/usr/bin/jupyter", "console", "--kernel", "{kernel}"}
@@ -152,14 +174,27 @@ func TestConsole(t *testing.T) {
 	command := fmt.Sprintf("%s --config %s p; echo $? > %s; sleep 600", kqBin, e.configFile, exitFile)
 	env := append(cleanEnv(), "JUPYTER_RUNTIME_DIR="+e.localRT)
 	s := startTmux(t, e.dir, artifacts, command, env)
+	return &consoleRun{t: t, e: e, s: s, exitFile: exitFile}
+}
 
+// setVariable waits for the first prompt and one remote kernel, then sets
+// the variable the interrupt must keep, checking that the cell ran in
+// that kernel.
+func (c *consoleRun) setVariable() {
+	s := c.s
 	s.waitScreen("In [1]:", 1, 90*time.Second)
-	first := e.waitRemoteKernels(t, 1, 30*time.Second)
+	c.first = c.e.waitRemoteKernels(c.t, 1, 30*time.Second)
 	s.snapshot("started")
 	s.typeLine("import os; kq_var = 42; print('set', kq_var, os.getpid())")
-	s.waitScreen(fmt.Sprintf("set 42 %d", first[0]), 1, 60*time.Second)
+	s.waitScreen(fmt.Sprintf("set 42 %d", c.first[0]), 1, 60*time.Second)
 	s.snapshot("variable-set")
+}
 
+// interruptSleep presses Ctrl-C at the terminal during a time.sleep(60):
+// the sleep must end within seconds while the same remote kernel, served
+// by one kq kernel, keeps the variable.
+func (c *consoleRun) interruptSleep() {
+	t, e, s, first := c.t, c.e, c.s, c.first
 	s.typeLine("import time; print('sleeping'); time.sleep(60); print('slept')")
 	s.waitScreen("\nsleeping", 1, 30*time.Second)
 	time.Sleep(time.Second)
@@ -183,9 +218,14 @@ func TestConsole(t *testing.T) {
 	if n := len(e.kqKernelProcs()); n != 1 {
 		t.Errorf("%d kq kernel processes, want 1", n)
 	}
+}
 
+// exit types `exit` (with the Ctrl-D and "y" a person falls back on when
+// jupyter console misses it) and checks that kq then exits 0.
+func (c *consoleRun) exit() {
+	t, s := c.t, c.s
 	s.typeLine("exit")
-	if !waitExists(exitFile, 10*time.Second) {
+	if !waitExists(c.exitFile, 10*time.Second) {
 		// jupyter console 6.4's interact() lets the terminal's KeyboardInterrupt
 		// escape, so the interrupted cell's execute_reply arrives after it
 		// gave up on it; it takes that reply for the next is_complete_reply
@@ -196,7 +236,7 @@ func TestConsole(t *testing.T) {
 		s.send("C-d")
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for !waitExists(exitFile, 200*time.Millisecond) {
+	for !waitExists(c.exitFile, 200*time.Millisecond) {
 		if scr := s.screen(); strings.HasSuffix(strings.TrimSpace(scr), "([y]/n)?") {
 			s.typeLine("y")
 		}
@@ -206,15 +246,11 @@ func TestConsole(t *testing.T) {
 		}
 	}
 	s.snapshot("exited")
-	b, err := os.ReadFile(exitFile)
+	b, err := os.ReadFile(c.exitFile)
 	must(t, err)
 	if code := strings.TrimSpace(string(b)); code != "0" {
 		t.Errorf("kq exit %s after exit in jupyter console:\n%s", code, s.screen())
 	}
-	e.remoteFilesGoneAtExit(t)
-	e.waitRemoteKernels(t, 0, 30*time.Second)
-	e.waitNoKQKernel(t, 30*time.Second)
-	e.assertClean(first, nil)
 }
 
 // waitExists waits up to timeout for path to exist.

@@ -290,3 +290,28 @@ func (e *env) remoteFilesGoneAtExit(t *testing.T) {
 	t.Errorf("kq exited with the remote kernel's files still there: %v (gone %s later: %v)",
 		left, time.Since(start).Round(10*time.Millisecond), len(listKQFiles(e.remoteRT)) == 0)
 }
+
+// checkOneKernelAfterRestart: after a frontend's restart has shown the new
+// kernel at work, that kernel must still be the only remote one and a
+// single kq kernel must serve it (no second kq left from before).
+func (e *env) checkOneKernelAfterRestart(t *testing.T, second []int, timeout time.Duration) {
+	t.Helper()
+	if now := e.waitRemoteKernels(t, 1, timeout); now[0] != second[0] {
+		t.Errorf("remote kernel %d after the restart, then %d", second[0], now[0])
+	}
+	if n := len(e.kqKernelProcs()); n != 1 {
+		t.Errorf("%d kq kernel processes after the restart, want 1", n)
+	}
+}
+
+// assertSessionGone is called when kq has just exited after its frontend
+// ended: a session that ends well leaves no remote file, no remote
+// kernel (those of every restart included) and no kq kernel process, and
+// nothing in either runtime dir.
+func (e *env) assertSessionGone(t *testing.T, kernels []int) {
+	t.Helper()
+	e.remoteFilesGoneAtExit(t)
+	e.waitRemoteKernels(t, 0, 30*time.Second)
+	e.waitNoKQKernel(t, 30*time.Second)
+	e.assertClean(kernels, nil)
+}

@@ -446,27 +446,59 @@ func testKernelManager(t *testing.T, spec string, full bool) {
 	r := e.helper([]string{"km"}, env...)
 	s := e.sampleKernels()
 
-	st := r.step(t, "started", 90*time.Second)
+	st, id0, remotePorts := e.kmStarted(t, r)
+	pid0 := e.kmExecuted(t, r)
+	e.kmInterrupted(t, r, st, id0)
+
+	pids := []int{pid0}
+	ports := append([]int(nil), st.Ports...)
+	if full {
+		restartPIDs, restartPorts := e.kmRestarts(t, r, st, id0, pid0)
+		pids = append(pids, restartPIDs...)
+		remotePorts = append(remotePorts, restartPorts...)
+	}
+
+	e.kmShutdown(t, r, s)
+	e.assertKernelModeClean(t, pids, ports, remotePorts)
+}
+
+// kmStarted checks the manager's first start while the helper waits: kq
+// must own the manager's file and ports and have started exactly one
+// remote kernel on ports of its own, with the key on no command line.
+// The remote kernel's id and ports are what later phases compare against.
+func (e *kernelEnv) kmStarted(t *testing.T, r *run) (st stepData, id0 string, remotePorts []int) {
+	st = r.step(t, "started", 90*time.Second)
 	if filepath.Dir(st.File) != e.localRT {
 		t.Errorf("manager's file %s not in %s", st.File, e.localRT)
 	}
 	kernels := e.waitRemoteKernels(t, 1, 10*time.Second)
-	id0, _ := onlyKernel(kernels)
+	id0, _ = onlyKernel(kernels)
 	local := readConn(t, st.File)
-	remotePorts := e.checkPorts(t, local)
+	remotePorts = e.checkPorts(t, local)
 	checkKeyHidden(t, local["key"].(string))
 	if kq := e.kqProcesses(); !slices.Equal(kq, []int{st.KQPID}) {
 		t.Errorf("kq processes %v, want the manager's %d", kq, st.KQPID)
 	}
 	r.resume(t)
+	return st, id0, remotePorts
+}
 
+// kmExecuted checks that the first cell ran in the remote kernel, not in
+// some local Python, and returns that kernel's pid for the later checks.
+func (e *kernelEnv) kmExecuted(t *testing.T, r *run) int {
 	ex := r.step(t, "executed", 60*time.Second)
 	pid0 := kernelPIDOf(t, ex.Out)
 	if _, pids := onlyKernel(e.remoteKernels()); !slices.Contains(pids, pid0) {
 		t.Errorf("the cell ran in %d, not in the remote kernel %v", pid0, pids)
 	}
 	r.resume(t)
+	return pid0
+}
 
+// kmInterrupted checks Jupyter's interrupt of a time.sleep(60): it must
+// end the cell within seconds as a KeyboardInterrupt while the same kq,
+// the same remote kernel and its state (42) live on.
+func (e *kernelEnv) kmInterrupted(t *testing.T, r *run, st stepData, id0 string) {
 	in := r.step(t, "interrupted", 60*time.Second)
 	if in.Ename != "KeyboardInterrupt" || in.Status != "error" || strings.Contains(in.Out, "slept") {
 		t.Errorf("interrupt: reply %s %q, output %q; want KeyboardInterrupt", in.Status, in.Ename, in.Out)
@@ -482,38 +514,48 @@ func testKernelManager(t *testing.T, spec string, full bool) {
 		t.Errorf("the interrupt replaced remote kernel %s with %s", id0, id)
 	}
 	r.resume(t)
+}
 
-	pids := []int{pid0}
-	ports := append([]int(nil), st.Ports...)
-	if full {
-		prevID, prevPID, prevKQ := id0, pid0, st.KQPID
-		for _, name := range []string{"restarted", "restarted_now"} {
-			rs := r.step(t, name, 90*time.Second)
-			k := e.waitRemoteKernels(t, 1, 10*time.Second)
-			id, kpids := onlyKernel(k)
-			if id == prevID || rs.PID == prevPID || !slices.Contains(kpids, rs.PID) {
-				t.Errorf("%s: remote kernel %s %v ran the cell in %d; before: %s %d", name, id, kpids, rs.PID, prevID, prevPID)
-			}
-			if !rs.Fresh {
-				t.Errorf("%s: the namespace survived the restart", name)
-			}
-			if sshdtest.ProcessAlive(prevPID) || sshdtest.ProcessAlive(prevKQ) {
-				t.Errorf("%s: the old kernel %d or kq %d still runs", name, prevPID, prevKQ)
-			}
-			if kq := e.kqProcesses(); !slices.Equal(kq, []int{rs.KQPID}) {
-				t.Errorf("%s: kq processes %v, want the manager's %d", name, kq, rs.KQPID)
-			}
-			if !slices.Equal(rs.Ports, st.Ports) || rs.File != st.File {
-				t.Errorf("%s: the manager changed its file or ports (%s %v)", name, rs.File, rs.Ports)
-			}
-			remotePorts = append(remotePorts, e.checkPorts(t, readConn(t, rs.File))...)
-			t.Logf("%s in %.1fs", name, rs.Secs)
-			prevID, prevPID, prevKQ = id, rs.PID, rs.KQPID
-			pids = append(pids, rs.PID)
-			r.resume(t)
+// kmRestarts checks restart_kernel() and restart_kernel(now=True) in
+// turn: each must replace both kq and the remote kernel by exactly one new
+// pair with a fresh namespace, on the manager's unchanged file and ports.
+// It returns the new kernels' pids and remote ports, which must all be
+// gone at the end.
+func (e *kernelEnv) kmRestarts(t *testing.T, r *run, st stepData, id0 string, pid0 int) (pids, remotePorts []int) {
+	prevID, prevPID, prevKQ := id0, pid0, st.KQPID
+	for _, name := range []string{"restarted", "restarted_now"} {
+		rs := r.step(t, name, 90*time.Second)
+		k := e.waitRemoteKernels(t, 1, 10*time.Second)
+		id, kpids := onlyKernel(k)
+		if id == prevID || rs.PID == prevPID || !slices.Contains(kpids, rs.PID) {
+			t.Errorf("%s: remote kernel %s %v ran the cell in %d; before: %s %d", name, id, kpids, rs.PID, prevID, prevPID)
 		}
+		if !rs.Fresh {
+			t.Errorf("%s: the namespace survived the restart", name)
+		}
+		if sshdtest.ProcessAlive(prevPID) || sshdtest.ProcessAlive(prevKQ) {
+			t.Errorf("%s: the old kernel %d or kq %d still runs", name, prevPID, prevKQ)
+		}
+		if kq := e.kqProcesses(); !slices.Equal(kq, []int{rs.KQPID}) {
+			t.Errorf("%s: kq processes %v, want the manager's %d", name, kq, rs.KQPID)
+		}
+		if !slices.Equal(rs.Ports, st.Ports) || rs.File != st.File {
+			t.Errorf("%s: the manager changed its file or ports (%s %v)", name, rs.File, rs.Ports)
+		}
+		remotePorts = append(remotePorts, e.checkPorts(t, readConn(t, rs.File))...)
+		t.Logf("%s in %.1fs", name, rs.Secs)
+		prevID, prevPID, prevKQ = id, rs.PID, rs.KQPID
+		pids = append(pids, rs.PID)
+		r.resume(t)
 	}
+	return pids, remotePorts
+}
 
+// kmShutdown checks shutdown_kernel(): kq must end on the shutdown_request
+// itself, before the manager escalates to SIGTERM, take the manager's
+// file with it and report no error; it also stops the sampler, which
+// tells how many remote kernels ever ran at once.
+func (e *kernelEnv) kmShutdown(t *testing.T, r *run, s *sampler) {
 	d := r.finish(t, 60*time.Second)
 	if d.Secs >= 2.5 || !strings.HasSuffix(d.Status, ".ShutdownRequest") {
 		t.Errorf("shutdown_kernel took %.2fs and ended as %s; want kq gone after the shutdown_request, before the manager's SIGTERM at %.1fs",
@@ -530,7 +572,6 @@ func testKernelManager(t *testing.T, spec string, full bool) {
 	if n, seen := s.result(); n > 1 {
 		t.Logf("at most %d remote kernels at once: %v", n, seen)
 	}
-	e.assertKernelModeClean(t, pids, ports, remotePorts)
 }
 
 // TestKernelModeConformance runs Jupyter's kernel conformance suite

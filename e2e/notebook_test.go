@@ -371,6 +371,26 @@ func startBrowser(t *testing.T, e *env, url, artifacts string) *browser {
 // variable is gone: NameError); File > Close and Halt leaves no remote
 // kernel, no kq process and no file on either side.
 func TestNotebook(t *testing.T) {
+	s := startNotebookRun(t)
+	first := s.setVariable()
+	s.interrupt(first)
+	second := s.restart(first)
+	s.closeAndHalt()
+	s.stopServer(append(first, second...))
+}
+
+// notebookRun is one TestNotebook session: the notebook server with a
+// kqtest notebook, and the browser driver at its steps.
+type notebookRun struct {
+	t  *testing.T
+	e  *env
+	nb *notebookServer
+	b  *browser
+}
+
+// startNotebookRun starts the notebook server with kq's kernelspec and
+// opens test.ipynb in the browser driver.
+func startNotebookRun(t *testing.T) *notebookRun {
 	e := newEnv(t, sshdtest.Options{})
 	e.writeConfig(map[string]profile{"p": e.baseProfile()})
 	artifacts := artifactDir(t)
@@ -378,8 +398,15 @@ func TestNotebook(t *testing.T) {
 	nb := startNotebook(t, e, e.kqKernelspec("p"), artifacts)
 	nb.writeNotebook(t, nbCells)
 	b := startBrowser(t, e, nb.url+"/notebooks/test.ipynb?token="+nb.token, artifacts)
+	return &notebookRun{t: t, e: e, nb: nb, b: b}
+}
 
-	ev := b.until("set", 3*time.Minute)
+// setVariable waits for the first cell to have set the variable and
+// checks that the notebook chose the kqtest kernel and that exactly one
+// remote kernel and one kq kernel serve it; it returns that kernel.
+func (s *notebookRun) setVariable() []int {
+	t, e := s.t, s.e
+	ev := s.b.until("set", 3*time.Minute)
 	if !strings.Contains(strings.Join(ev, "\n"), `KERNEL {"name": "kqtest"}`) {
 		t.Fatalf("the notebook did not run the kqtest kernel: %q", ev)
 	}
@@ -387,9 +414,16 @@ func TestNotebook(t *testing.T) {
 	if n := len(e.kqKernelProcs()); n != 1 {
 		t.Errorf("%d kq kernel processes, want 1", n)
 	}
-	b.goOn()
+	s.b.goOn()
+	return first
+}
 
-	ev = b.until("interrupted", 3*time.Minute)
+// interrupt checks Kernel > Interrupt of a time.sleep(60): the cell must
+// show KeyboardInterrupt within seconds, and the same kernel must keep
+// the variable.
+func (s *notebookRun) interrupt(first []int) {
+	t := s.t
+	ev := s.b.until("interrupted", 3*time.Minute)
 	out, secs := cellOut(t, ev, 1)
 	if !strings.Contains(out, "KeyboardInterrupt") || strings.Contains("\n"+out+"\n", "\nslept\n") {
 		t.Errorf("Kernel > Interrupt: output %q", out)
@@ -400,32 +434,39 @@ func TestNotebook(t *testing.T) {
 	if out, _ := cellOut(t, ev, 2); !strings.Contains(out, "still 42") {
 		t.Errorf("after the interrupt the variable is %q", out)
 	}
-	e.waitRemoteKernels(t, 1, 10*time.Second)
+	s.e.waitRemoteKernels(t, 1, 10*time.Second)
 	if !sshdtest.ProcessAlive(first[0]) {
 		t.Errorf("the interrupt replaced kernel %d", first[0])
 	}
-	b.goOn()
+	s.b.goOn()
+}
 
+// restart checks Kernel > Restart: one new remote kernel, and only it,
+// must run the next cell in a fresh namespace; it returns that kernel.
+func (s *notebookRun) restart(first []int) []int {
+	t, b := s.t, s.b
 	b.until("restarting", time.Minute)
-	second := e.waitRemoteKernels(t, 1, 2*time.Minute, first...)
+	second := s.e.waitRemoteKernels(t, 1, 2*time.Minute, first...)
 	b.goOn()
-	ev = b.until("restarted", 3*time.Minute)
+	ev := b.until("restarted", 3*time.Minute)
 	if out, _ := cellOut(t, ev, 3); !strings.Contains(out, "NameError") {
 		t.Errorf("after Kernel > Restart the variable is %q, want NameError", out)
 	}
-	if now := e.waitRemoteKernels(t, 1, 10*time.Second); now[0] != second[0] {
-		t.Errorf("remote kernel %d after the restart, then %d", second[0], now[0])
-	}
-	if n := len(e.kqKernelProcs()); n != 1 {
-		t.Errorf("%d kq kernel processes after the restart, want 1", n)
-	}
+	s.e.checkOneKernelAfterRestart(t, second, 10*time.Second)
 	b.goOn()
+	return second
+}
 
+// closeAndHalt checks File > Close and Halt: kq's kernel, the remote
+// kernel and its files must go while the server runs on, and the server
+// must know no kernel; then the browser driver must end well.
+func (s *notebookRun) closeAndHalt() {
+	t, e, b := s.t, s.e, s.b
 	b.until("closed", time.Minute)
 	e.waitNoKQKernel(t, time.Minute)
 	e.remoteFilesGoneAtExit(t)
 	e.waitRemoteKernels(t, 0, 30*time.Second)
-	if ks := nb.kernels(t); len(ks) != 0 {
+	if ks := s.nb.kernels(t); len(ks) != 0 {
 		t.Errorf("the notebook server still runs kernels after Close and Halt: %v", ks)
 	}
 	b.goOn()
@@ -433,16 +474,21 @@ func TestNotebook(t *testing.T) {
 	if code := b.wait(t, time.Minute); code != 0 {
 		t.Errorf("browser driver exit %d", code)
 	}
+}
 
+// stopServer stops the notebook server and checks that nothing of the
+// session's kernels is left and that its log shows no kq error.
+func (s *notebookRun) stopServer(kernels []int) {
+	t, nb := s.t, s.nb
 	nb.stop(t, syscall.SIGTERM, 30*time.Second)
 	if kf, _ := filepath.Glob(filepath.Join(nb.runtime, "kernel-*.json")); len(kf) > 0 {
 		t.Errorf("connection files left in the notebook's runtime dir: %v", kf)
 	}
-	e.assertClean(append(first, second...), nil)
+	s.e.assertClean(kernels, nil)
 	// What the person sees in the server's log: a restart and Close and
 	// Halt are ordinary ends of a kernel, not errors.
 	if log := nb.logText(); strings.Contains(log, "kq: error") {
 		t.Errorf("kq kernel reported an error on a restart or Close and Halt (log %s):\n%s", nb.log, grepLines(log, "kq: "))
 	}
-	t.Logf("screenshots: %s", strings.Join(b.shots, " "))
+	t.Logf("screenshots: %s", strings.Join(s.b.shots, " "))
 }

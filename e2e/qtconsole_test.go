@@ -158,6 +158,29 @@ const qtTitle = "Jupyter QtConsole"
 // restarts into a fresh namespace with exactly one remote kernel; Ctrl+Q
 // (and Quit) ends qtconsole, and kq exits 0 with nothing left.
 func TestQtconsole(t *testing.T) {
+	q := startQtconsole(t)
+	q.setVariable()
+	q.interruptSleep()
+	second := q.restart()
+	q.quit(second)
+}
+
+// qtconsoleRun is one TestQtconsole session: kq running qtconsole on an
+// Xvfb display, its window, and the remote kernel it started with, which
+// each phase compares against.
+type qtconsoleRun struct {
+	t     *testing.T
+	e     *env
+	x     *xserver
+	r     *run
+	win   string
+	first []int
+}
+
+// startQtconsole runs `kq p` with the default frontend on a fresh display
+// and waits, as a person would, for the window, one remote kernel, one kq
+// kernel and the first prompt.
+func startQtconsole(t *testing.T) *qtconsoleRun {
 	e := newEnv(t, sshdtest.Options{})
 	p := e.baseProfile()
 	delete(p, "frontend") // the default: jupyter qtconsole --kernel {kernel}
@@ -172,24 +195,39 @@ func TestQtconsole(t *testing.T) {
 			t.Logf("kq stderr:\n%s\nkq stdout:\n%s", r.stderr, r.stdout)
 		}
 	})
-	f := func(name string) string { return filepath.Join(e.dir, name) }
+	q := &qtconsoleRun{t: t, e: e, x: x, r: r}
 
-	win := x.waitWindows(qtTitle, 1, 90*time.Second)[0]
-	first := e.waitRemoteKernels(t, 1, 90*time.Second)
+	q.win = x.waitWindows(qtTitle, 1, 90*time.Second)[0]
+	q.first = e.waitRemoteKernels(t, 1, 90*time.Second)
 	waitFor(t, 30*time.Second, "kq kernel", func() bool { return len(e.kqKernelProcs()) == 1 })
 	time.Sleep(3 * time.Second) // the banner and first prompt
 	x.screenshot("started")
+	return q
+}
 
+// file is where a cell writes what it saw: qtconsole's output is pixels,
+// so the cells report through files in the test's dir instead.
+func (q *qtconsoleRun) file(name string) string { return filepath.Join(q.e.dir, name) }
+
+// setVariable types the first cell, which sets the variable the interrupt
+// must keep, and checks that it ran in the remote kernel.
+func (q *qtconsoleRun) setVariable() {
+	t, x := q.t, q.x
 	// Keyboard focus follows the pointer on a bare X server.
-	x.do("mousemove", "--window", win, "300", "300", "click", "1")
-	x.typeLine(fmt.Sprintf("import os, time; kq_var = 42; open(%q, 'w').write(str(os.getpid()))", f("cell1")))
-	if got := waitFile(t, f("cell1"), "", 60*time.Second); got != strconv.Itoa(first[0]) {
-		t.Fatalf("the cell ran in pid %s, the remote kernel is %d", got, first[0])
+	x.do("mousemove", "--window", q.win, "300", "300", "click", "1")
+	x.typeLine(fmt.Sprintf("import os, time; kq_var = 42; open(%q, 'w').write(str(os.getpid()))", q.file("cell1")))
+	if got := waitFile(t, q.file("cell1"), "", 60*time.Second); got != strconv.Itoa(q.first[0]) {
+		t.Fatalf("the cell ran in pid %s, the remote kernel is %d", got, q.first[0])
 	}
 	x.screenshot("variable-set")
+}
 
-	x.typeLine(fmt.Sprintf("open(%q, 'w').write('started'); time.sleep(60); open(%[1]q, 'w').write('slept')", f("cell2")))
-	waitFile(t, f("cell2"), "started", 30*time.Second)
+// interruptSleep presses Ctrl+C during a time.sleep(60): the sleep must
+// end within seconds while the same remote kernel keeps the variable.
+func (q *qtconsoleRun) interruptSleep() {
+	t, x, first := q.t, q.x, q.first
+	x.typeLine(fmt.Sprintf("open(%q, 'w').write('started'); time.sleep(60); open(%[1]q, 'w').write('slept')", q.file("cell2")))
+	waitFile(t, q.file("cell2"), "started", 30*time.Second)
 	waitFor(t, 10*time.Second, "the kernel to sleep", func() bool { return inSleep(first[0]) })
 	time.Sleep(time.Second)
 	x.screenshot("sleeping")
@@ -200,46 +238,50 @@ func TestQtconsole(t *testing.T) {
 	waitFor(t, 15*time.Second, "time.sleep to end after Ctrl+C", func() bool { return !inSleep(first[0]) })
 	t.Logf("time.sleep ended %s after Ctrl+C", time.Since(start).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
-	x.typeLine(fmt.Sprintf("open(%q, 'w').write('after %%d' %% kq_var)", f("cell3")))
-	if got := waitFile(t, f("cell3"), "", 30*time.Second); got != "after 42" {
+	x.typeLine(fmt.Sprintf("open(%q, 'w').write('after %%d' %% kq_var)", q.file("cell3")))
+	if got := waitFile(t, q.file("cell3"), "", 30*time.Second); got != "after 42" {
 		t.Errorf("after Ctrl+C the variable is %q", got)
 	}
-	if got := waitFile(t, f("cell2"), "", time.Second); got != "started" {
+	if got := waitFile(t, q.file("cell2"), "", time.Second); got != "started" {
 		t.Errorf("the sleeping cell was not interrupted: %q", got)
 	}
 	time.Sleep(500 * time.Millisecond)
 	x.screenshot("interrupted")
-	if now := e.waitRemoteKernels(t, 1, 5*time.Second); now[0] != first[0] {
+	if now := q.e.waitRemoteKernels(t, 1, 5*time.Second); now[0] != first[0] {
 		t.Errorf("Ctrl+C replaced the remote kernel %d by %d", first[0], now[0])
 	}
+}
 
+// restart answers Yes to Ctrl+. and checks that a new remote kernel, and
+// only it, runs the next cell in a fresh namespace; it returns that
+// kernel, which must be gone at the end too.
+func (q *qtconsoleRun) restart() []int {
+	t, x := q.t, q.x
 	x.do("key", "ctrl+period")
 	x.waitWindows("Restart kernel", 1, 20*time.Second)
 	x.screenshot("restart-dialog")
 	x.do("key", "Return") // Yes is the default button
-	second := e.waitRemoteKernels(t, 1, 90*time.Second, first...)
-	x.typeLine(fmt.Sprintf("import os; open(%q, 'w').write('%%d %%r' %% (os.getpid(), globals().get('kq_var')))", f("cell4")))
-	if got, want := waitFile(t, f("cell4"), "", 60*time.Second), fmt.Sprintf("%d None", second[0]); got != want {
+	second := q.e.waitRemoteKernels(t, 1, 90*time.Second, q.first...)
+	x.typeLine(fmt.Sprintf("import os; open(%q, 'w').write('%%d %%r' %% (os.getpid(), globals().get('kq_var')))", q.file("cell4")))
+	if got, want := waitFile(t, q.file("cell4"), "", 60*time.Second), fmt.Sprintf("%d None", second[0]); got != want {
 		t.Errorf("after the restart the cell saw %q, want %q (a fresh namespace in the new kernel)", got, want)
 	}
 	time.Sleep(500 * time.Millisecond)
 	x.screenshot("restarted")
-	if now := e.waitRemoteKernels(t, 1, 5*time.Second); now[0] != second[0] {
-		t.Errorf("remote kernel %d after the restart, then %d", second[0], now[0])
-	}
-	if n := len(e.kqKernelProcs()); n != 1 {
-		t.Errorf("%d kq kernel processes after the restart, want 1", n)
-	}
+	q.e.checkOneKernelAfterRestart(t, second, 5*time.Second)
+	return second
+}
 
-	x.qtQuit(win)
-	if code := r.wait(t, 90*time.Second); code != 0 {
-		t.Fatalf("kq exit %d after quitting qtconsole\nstderr:\n%s", code, r.stderr)
+// quit quits qtconsole and checks that kq exits 0 and leaves nothing of
+// either kernel behind.
+func (q *qtconsoleRun) quit(second []int) {
+	t := q.t
+	q.x.qtQuit(q.win)
+	if code := q.r.wait(t, 90*time.Second); code != 0 {
+		t.Fatalf("kq exit %d after quitting qtconsole\nstderr:\n%s", code, q.r.stderr)
 	}
-	e.remoteFilesGoneAtExit(t)
-	e.waitRemoteKernels(t, 0, 30*time.Second)
-	e.waitNoKQKernel(t, 30*time.Second)
-	e.assertClean(append(first, second...), nil)
-	t.Logf("screenshots: %s", strings.Join(x.shots, " "))
+	q.e.assertSessionGone(t, append(q.first, second...))
+	t.Logf("screenshots: %s", strings.Join(q.x.shots, " "))
 }
 
 // qtQuit quits qtconsole as a person would: Ctrl+Q, or File > Quit when
