@@ -92,34 +92,10 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 			return err
 		}
 		if db != nil {
-			err := db.HostKeyCallback()(hostname, remote, key)
-			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.RevokedError)) {
-				// Issue 11, point 2: a certificate known_hosts did not
-				// accept is judged by the key inside it (hostcert.go).
-				key, err = judgeHostCert(db, hostname, remote, cert, he)
-				he.keyType, he.fingerprint = key.Type(), ssh.FingerprintSHA256(key)
-			}
-			var revoked *xknownhosts.RevokedError
-			switch {
-			case err == nil:
-				return nil
-			case he.certProblem != "":
-				return he
-			case errors.As(err, &revoked):
-				he.revoked = true
-				he.knownAt = []string{fmt.Sprintf("%s:%d", revoked.Revoked.Filename, revoked.Revoked.Line)}
-				return he
-			case knownhosts.IsHostKeyChanged(err):
-				he.changed = true
-				var ke *xknownhosts.KeyError
-				if errors.As(err, &ke) {
-					for _, w := range ke.Want {
-						he.knownAt = append(he.knownAt, fmt.Sprintf("%s:%d", w.Filename, w.Line))
-					}
-				}
-				return he
-			case !knownhosts.IsHostUnknown(err):
-				return fmt.Errorf("check host key of %s: %w", hostname, err)
+			var decided bool
+			var err error
+			if key, decided, err = judgeKnown(db, hostname, remote, key, he); decided {
+				return err
 			}
 		}
 		if cert, ok := key.(*ssh.Certificate); ok {
@@ -133,6 +109,42 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 		algos = db.HostKeyAlgorithms(s.Address())
 	}
 	return cb, algos, nil
+}
+
+// judgeKnown checks key against the known_hosts files. decided is false
+// for a host they do not know (the caller applies StrictHostKeyChecking),
+// with key then the one to record (a certificate's plain key once judged).
+func judgeKnown(db *knownhosts.HostKeyDB, hostname string, remote net.Addr, key ssh.PublicKey, he *hostKeyError) (ssh.PublicKey, bool, error) {
+	err := db.HostKeyCallback()(hostname, remote, key)
+	if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.RevokedError)) {
+		// Issue 11, point 2: a certificate known_hosts did not
+		// accept is judged by the key inside it (hostcert.go).
+		key, err = judgeHostCert(db, hostname, remote, cert, he)
+		he.keyType, he.fingerprint = key.Type(), ssh.FingerprintSHA256(key)
+	}
+	var revoked *xknownhosts.RevokedError
+	switch {
+	case err == nil:
+		return key, true, nil
+	case he.certProblem != "":
+		return key, true, he
+	case errors.As(err, &revoked):
+		he.revoked = true
+		he.knownAt = []string{fmt.Sprintf("%s:%d", revoked.Revoked.Filename, revoked.Revoked.Line)}
+		return key, true, he
+	case knownhosts.IsHostKeyChanged(err):
+		he.changed = true
+		var ke *xknownhosts.KeyError
+		if errors.As(err, &ke) {
+			for _, w := range ke.Want {
+				he.knownAt = append(he.knownAt, fmt.Sprintf("%s:%d", w.Filename, w.Line))
+			}
+		}
+		return key, true, he
+	case !knownhosts.IsHostUnknown(err):
+		return key, true, fmt.Errorf("check host key of %s: %w", hostname, err)
+	}
+	return key, false, nil
 }
 
 // unknownHost decides about a host known_hosts has no key for.
