@@ -45,6 +45,15 @@ type SSHSettings struct {
 	ConnectTimeout time.Duration
 	// ProxyJump is the configured jump chain ("none" or empty for none).
 	ProxyJump string
+	// Issue 11, points 1 and 3.
+	// ProxyCommand, when set, is run by the shell and its stdin and stdout
+	// are the hop's connection; its tokens are expanded already. "" (or
+	// ssh_config's "none") means none. Of ProxyJump and ProxyCommand the
+	// one ssh_config gives first wins, as in OpenSSH.
+	ProxyCommand string
+	// HostKeyAlias, when set, is the name the host key is looked up and
+	// recorded under in known_hosts instead of HostName and Port.
+	HostKeyAlias string
 	// BatchMode forbids prompts.
 	BatchMode bool
 	// PasswordAuthentication and KbdInteractiveAuthentication allow those
@@ -105,7 +114,8 @@ func (r SSHResolver) Resolve(ctx context.Context, host, configFile string) (SSHS
 		sshPath, _ = exec.LookPath("ssh")
 	}
 	var s SSHSettings
-	if sshPath != "" && sshPath != "none" {
+	parser := sshPath == "" || sshPath == "none"
+	if !parser {
 		s, err = r.fromSSHG(ctx, sshPath, spec, configFile)
 	} else {
 		s, err = r.fromParser(spec, configFile)
@@ -114,6 +124,9 @@ func (r SSHResolver) Resolve(ctx context.Context, host, configFile string) (SSHS
 		return SSHSettings{}, err
 	}
 	s.Alias = spec.Host
+	if err := r.expandTokens(&s, spec.Host, parser); err != nil {
+		return SSHSettings{}, fmt.Errorf("%w: ssh config of %s: %w", ErrInvalid, spec.Host, err)
+	}
 	return s, nil
 }
 
@@ -162,16 +175,16 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 				return s, fmt.Errorf("ssh -G: port %q: %w", val, err)
 			}
 			s.Port = p
-		case "identityfile":
+		case "identityfile": // raw: expandTokens expands its tokens
 			s.IdentityFiles = append(s.IdentityFiles, r.expand(val))
 		case "identitiesonly":
 			s.IdentitiesOnly = val == "yes"
 		case "identityagent":
 			s.IdentityAgent = r.expand(val)
-		case "userknownhostsfile":
-			s.UserKnownHostsFiles = r.expandList(val)
+		case "userknownhostsfile": // expanded by ssh, blanks not quoted
+			s.UserKnownHostsFiles = r.expandAll(dropNone(splitPrinted(val)))
 		case "globalknownhostsfile":
-			s.GlobalKnownHostsFiles = r.expandList(val)
+			s.GlobalKnownHostsFiles = r.expandAll(dropNone(splitPrinted(val)))
 		case "stricthostkeychecking":
 			s.StrictHostKeyChecking = normalizeStrict(val)
 		case "connecttimeout":
@@ -200,6 +213,13 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			if n, err := strconv.Atoi(val); err == nil {
 				s.ServerAliveCountMax = n
 			}
+		// Issue 11, points 1, 3 and 4: ssh -G prints ProxyCommand raw
+		// (tokens expanded by expandTokens) and only the one of
+		// ProxyJump and ProxyCommand that wins.
+		case "proxycommand":
+			s.ProxyCommand = val
+		case "hostkeyalias":
+			s.HostKeyAlias = val
 		}
 	}
 	return s, sc.Err()
@@ -208,7 +228,7 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 // fromParser is Resolve without ssh installed: the Go ssh_config parser,
 // with OpenSSH's defaults filled in where the file says nothing.
 func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, error) {
-	l, err := newSSHLookup(spec.Host, configFile)
+	l, err := newSSHLookup(spec.Host, configFile, r.home())
 	if err != nil {
 		return SSHSettings{}, err
 	}
@@ -227,18 +247,23 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 // sshLookup answers ssh_config questions about one host and collects the
 // parser's errors, so that one bad line is reported with the others.
 type sshLookup struct {
-	get    func(key string) (string, error)
-	getAll func(key string) ([]string, error)
-	errs   []error
+	host    string
+	configs []*sshconfig.Config // for values with their quotes (rawAll)
+	get     func(key string) (string, error)
+	getAll  func(key string) ([]string, error)
+	errs    []error
 }
 
-// newSSHLookup reads configFile, or the user's ssh config when it is "".
-func newSSHLookup(host, configFile string) (*sshLookup, error) {
+// newSSHLookup reads configFile, or the user's ssh config when it is ""
+// (home/.ssh/config, then /etc/ssh/ssh_config).
+func newSSHLookup(host, configFile, home string) (*sshLookup, error) {
 	l := &sshLookup{
+		host:   host,
 		get:    func(key string) (string, error) { return sshconfig.GetStrict(host, key) },
 		getAll: func(key string) ([]string, error) { return sshconfig.GetAllStrict(host, key) },
 	}
 	if configFile == "" {
+		l.configs = defaultConfigs(home)
 		return l, nil
 	}
 	f, err := os.Open(configFile)
@@ -258,6 +283,7 @@ func newSSHLookup(host, configFile string) (*sshLookup, error) {
 		return v, err
 	}
 	l.getAll = func(key string) ([]string, error) { return cfg.GetAll(host, key) }
+	l.configs = []*sshconfig.Config{cfg}
 	return l, nil
 }
 
@@ -305,26 +331,32 @@ func (r SSHResolver) parserAddress(s *SSHSettings, spec HostSpec, l *sshLookup) 
 	return nil
 }
 
-// parserFiles fills identity and known_hosts files, with OpenSSH's defaults.
+// parserFiles fills identity and known_hosts files, with OpenSSH's
+// defaults. Values are split as OpenSSH splits them (quotes keep blanks)
+// and left with their tokens, which expandTokens expands.
 func (r SSHResolver) parserFiles(s *SSHSettings, l *sshLookup) {
-	for _, id := range l.all("IdentityFile") {
-		s.IdentityFiles = append(s.IdentityFiles, r.expand(id))
+	for _, id := range l.rawAll("IdentityFile") {
+		s.IdentityFiles = append(s.IdentityFiles, l.firstArg(id))
 	}
 	if len(s.IdentityFiles) == 0 {
 		for _, n := range []string{"id_rsa", "id_ecdsa", "id_ed25519"} {
-			s.IdentityFiles = append(s.IdentityFiles, r.expand("~/.ssh/"+n))
+			s.IdentityFiles = append(s.IdentityFiles, "~/.ssh/"+n)
 		}
 	}
 	s.IdentitiesOnly = l.yes("IdentitiesOnly")
-	s.IdentityAgent = r.expand(l.str("IdentityAgent"))
-	s.UserKnownHostsFiles = r.expandList(l.str("UserKnownHostsFile"))
-	if len(s.UserKnownHostsFiles) == 0 {
-		s.UserKnownHostsFiles = []string{r.expand("~/.ssh/known_hosts"), r.expand("~/.ssh/known_hosts2")}
+	if v := l.rawFirst("IdentityAgent"); v != "" {
+		s.IdentityAgent = l.firstArg(v)
 	}
-	s.GlobalKnownHostsFiles = r.expandList(l.str("GlobalKnownHostsFile"))
+	s.UserKnownHostsFiles = dropNone(l.args(l.rawFirst("UserKnownHostsFile")))
+	if len(s.UserKnownHostsFiles) == 0 {
+		s.UserKnownHostsFiles = []string{"~/.ssh/known_hosts", "~/.ssh/known_hosts2"}
+	}
+	s.GlobalKnownHostsFiles = r.expandAll(dropNone(l.args(l.rawFirst("GlobalKnownHostsFile"))))
 	if len(s.GlobalKnownHostsFiles) == 0 && runtime.GOOS != "windows" {
 		s.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
 	}
+	s.ProxyJump, s.ProxyCommand = l.proxy()
+	s.HostKeyAlias = l.str("HostKeyAlias")
 }
 
 // parserOptions fills the remaining options, with OpenSSH's defaults.
@@ -333,7 +365,6 @@ func parserOptions(s *SSHSettings, l *sshLookup) {
 	if n, err := strconv.Atoi(l.str("ConnectTimeout")); err == nil {
 		s.ConnectTimeout = time.Duration(n) * time.Second
 	}
-	s.ProxyJump = l.str("ProxyJump")
 	s.BatchMode = l.yes("BatchMode")
 	s.PasswordAuthentication = !strings.EqualFold(l.str("PasswordAuthentication"), "no")
 	s.KbdInteractiveAuthentication = !strings.EqualFold(l.str("KbdInteractiveAuthentication"), "no")
@@ -395,11 +426,21 @@ func (r SSHResolver) expand(p string) string {
 	return p
 }
 
-func (r SSHResolver) expandList(v string) []string {
+// expandAll expands a leading "~" in each path.
+func (r SSHResolver) expandAll(paths []string) []string {
 	var out []string
-	for _, f := range strings.Fields(v) {
-		if f != "none" {
-			out = append(out, r.expand(f))
+	for _, p := range paths {
+		out = append(out, r.expand(p))
+	}
+	return out
+}
+
+// dropNone drops OpenSSH's "none" from a file list.
+func dropNone(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if p != "none" && p != "" {
+			out = append(out, p)
 		}
 	}
 	return out
@@ -442,6 +483,10 @@ func (r SSHResolver) resolveChain(ctx context.Context, host, jump, configFile st
 	if len(hops) == 0 {
 		return []SSHSettings{target}, nil
 	}
+	// A hop reached through a jump host has no ProxyCommand: OpenSSH
+	// reaches it with "ssh -J ... -W", and a -J on the command line wins
+	// over the hop's own ProxyCommand. Only the chain's first hop runs one.
+	target.ProxyCommand = ""
 	// The first jump is reached by its own means (its ProxyJump, if any);
 	// the later ones are reached through the earlier ones.
 	chain, err := r.resolveChain(ctx, hops[0], "", configFile, depth+1)
@@ -453,6 +498,7 @@ func (r SSHResolver) resolveChain(ctx context.Context, host, jump, configFile st
 		if err != nil {
 			return nil, fmt.Errorf("jump host %s: %w", h, err)
 		}
+		s.ProxyCommand = ""
 		chain = append(chain, s)
 	}
 	return append(chain, target), nil
