@@ -25,6 +25,9 @@ type Authenticator struct {
 	// Note, when set, tells the user something about trust they should
 	// know even when kq is quiet (a host key was recorded in known_hosts).
 	Note func(format string, args ...any)
+	// ProxyStderr, when set (kq -v), gets a ProxyCommand's stderr as it
+	// comes; without it the stderr is only shown when the command fails.
+	ProxyStderr io.Writer
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must

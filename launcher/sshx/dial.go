@@ -1,5 +1,5 @@
 // Package sshx is kq's SSH transport: a chain of hops (ProxyJump) dialled
-// over one TCP connection from here, each hop host-key checked against its
+// over one TCP connection (or one ProxyCommand) from here, each hop host-key checked against its
 // known_hosts and authenticated with the agent, identity files,
 // passphrases, passwords or keyboard-interactive; prompts that never hang
 // (a terminal, SSH_ASKPASS, or an immediate failure); and keepalives with
@@ -66,6 +66,7 @@ func Existing(paths []string) []string {
 // is the host's. All of them ride on one TCP connection from here.
 type Chain struct {
 	clients []*ssh.Client
+	proxies []io.Closer // ProxyCommand processes, ended by Close
 }
 
 // newChain makes a chain of connections already made, outermost first,
@@ -86,6 +87,9 @@ func (c *Chain) Close() error {
 		if err := ignoreClosed(c.clients[i].Close()); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, p := range c.proxies {
+		errs = append(errs, p.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -113,12 +117,15 @@ func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*
 		if i > 0 {
 			via = c.clients[i-1]
 		}
-		client, err := dialHop(ctx, a, via, s, HopName(s, i, len(hops)))
+		client, proxy, err := dialHop(ctx, a, via, s, HopName(s, i, len(hops)))
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
 		c.clients = append(c.clients, client)
+		if proxy != nil {
+			c.proxies = append(c.proxies, proxy)
+		}
 		if i < len(hops)-1 {
 			go nudgeNoDelay(client)
 		}
@@ -137,25 +144,27 @@ func nudgeNoDelay(c *ssh.Client) {
 	_ = sess.Run("true")
 }
 
-// dialHop opens one authenticated, host-key-checked SSH connection to s,
-// directly (via == nil) or through via. Connect and handshake share one
-// deadline, which stands still while the user answers a prompt; ctx
-// cancels all of it.
-func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, error) {
+// dialHop opens one authenticated, host-key-checked SSH connection to s:
+// over its ProxyCommand if it has one (the returned closer ends that
+// process), else directly (via == nil) or through via. Connect and
+// handshake share one deadline, which stands still while the user answers
+// a prompt; ctx cancels all of it.
+func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, io.Closer, error) {
 	timeout := s.ConnectTimeout
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
 	}
 	cb, algos, err := a.hostKeyCallback(s)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := connect(dctx, via, s.Address())
+	conn, err := a.connect(dctx, via, s)
 	if err != nil {
-		return nil, classifyConnect(ctx, name, err)
+		return nil, nil, classifyConnect(ctx, name, err)
 	}
+	proxy, _ := conn.(*proxyConn)
 	// Keys are loaded once the host is known to be there, so an unreachable
 	// host is reported as such, as ssh does.
 	auth, closeAgent := a.methods(s)
@@ -176,9 +185,18 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	a.pause, a.resume = dl.pause, dl.resume
 	defer func() { a.pause, a.resume = func() {}, func() {} }()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, chans, reqs, err := ssh.NewClientConn(conn, s.Address(), cfg)
+	c, chans, reqs, err := ssh.NewClientConn(conn, knownHostsAddress(s), cfg)
+	if proxy != nil {
+		defer proxy.handshakeDone()
+	}
 	expired := !dl.stop()
 	if !stop() || expired || err != nil {
+		if proxy != nil && err != nil && !timedOut.Load() && ctx.Err() == nil && !isTrustOrAuth(err) {
+			err = proxy.failure(err)
+		}
+		if proxy != nil {
+			proxy.handshakeDone()
+		}
 		conn.Close()
 		if err == nil {
 			c.Close()
@@ -187,9 +205,20 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 		if timedOut.Load() && ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
-		return nil, classifyHandshake(ctx, name, err)
+		return nil, nil, classifyHandshake(ctx, name, err)
 	}
-	return ssh.NewClient(c, chans, reqs), nil
+	if proxy != nil {
+		return ssh.NewClient(c, chans, reqs), proxy, nil
+	}
+	return ssh.NewClient(c, chans, reqs), nil, nil
+}
+
+// isTrustOrAuth says err is the server's or known_hosts' answer, not a
+// broken byte stream.
+func isTrustOrAuth(err error) bool {
+	var he *hostKeyError
+	return errors.As(err, &he) || errors.Is(err, errNeverAsks) || errors.Is(err, errNoPrompt) ||
+		errors.Is(err, errWrongPassphrase) || strings.Contains(err.Error(), "unable to authenticate")
 }
 
 // pausableDeadline calls fire once d has run out, not counting the time
@@ -238,9 +267,13 @@ func (p *pausableDeadline) stop() bool {
 	return !p.done
 }
 
-// connect opens the byte stream to addr: TCP from here, or a direct-tcpip
-// channel through via.
-func connect(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error) {
+// connect opens the byte stream to s: its ProxyCommand's pipes, TCP from
+// here, or a direct-tcpip channel through via.
+func (a *Authenticator) connect(ctx context.Context, via *ssh.Client, s profiles.SSHSettings) (net.Conn, error) {
+	if s.ProxyCommand != "" {
+		return startProxy(s.ProxyCommand, s.Address(), a.ProxyStderr)
+	}
+	addr := s.Address()
 	if via == nil {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
@@ -280,6 +313,9 @@ func classifyConnect(ctx context.Context, name string, err error) error {
 	case errors.As(err, &oce):
 		return kinds.With(kinds.Connect, "the jump host could not reach it: check HostName and Port as seen from the jump host",
 			fmt.Errorf("connect to %s through the jump host: %w", name, err))
+	case errors.As(err, new(*ProxyCommandError)):
+		return kinds.With(kinds.Connect, "check the ProxyCommand in ssh config (ssh -G HOST shows it); run it by hand to see it fail",
+			fmt.Errorf("connect to %s: %w", name, err))
 	case errors.Is(err, context.DeadlineExceeded):
 		return kinds.With(kinds.Connect, "the host did not answer in time; check the address, or raise ConnectTimeout",
 			fmt.Errorf("connect to %s: timed out", name))
@@ -315,6 +351,9 @@ func classifyHandshake(ctx context.Context, where string, err error) error {
 	case errors.Is(err, errWrongPassphrase) || strings.Contains(err.Error(), "unable to authenticate"):
 		return kinds.With(kinds.Auth, "check that your public key is in the server's authorized_keys, or that ssh-agent holds the right key",
 			fmt.Errorf("%s: server refused every key offered", where))
+	case errors.As(err, new(*ProxyCommandError)):
+		return kinds.With(kinds.Connect, "check the ProxyCommand in ssh config (ssh -G HOST shows it); run it by hand to see it fail",
+			fmt.Errorf("%s: %w", where, err))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return kinds.With(kinds.Connect, "the host accepted TCP but did not complete the SSH handshake in time",
 			fmt.Errorf("%s: handshake timed out", where))

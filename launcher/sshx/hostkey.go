@@ -81,6 +81,9 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		he := &hostKeyError{address: hostname, keyType: key.Type(), fingerprint: ssh.FingerprintSHA256(key),
 			files: shown, mode: s.StrictHostKeyChecking}
+		if s.HostKeyAlias != "" {
+			he.address = s.HostKeyAlias + " (HostKeyAlias of " + s.Address() + ")"
+		}
 		if db != nil {
 			err := db.HostKeyCallback()(hostname, remote, key)
 			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.KeyError)) &&
@@ -120,9 +123,20 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 	}
 	var algos []string
 	if db != nil {
-		algos = db.HostKeyAlgorithms(s.Address())
+		algos = db.HostKeyAlgorithms(knownHostsAddress(s))
 	}
 	return cb, algos, nil
+}
+
+// knownHostsAddress is the name the host key is looked up and recorded
+// under (issue 11, point 3): the HostKeyAlias alone when there is one (as
+// OpenSSH, which then adds no port: "alias", not "[alias]:2222"), else
+// "[host]:port" ("host" on port 22).
+func knownHostsAddress(s profiles.SSHSettings) string {
+	if s.HostKeyAlias != "" {
+		return net.JoinHostPort(s.HostKeyAlias, "22")
+	}
+	return s.Address()
 }
 
 // unknownHost decides about a host known_hosts has no key for.
