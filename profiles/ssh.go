@@ -213,16 +213,22 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 			if n, err := strconv.Atoi(val); err == nil {
 				s.ServerAliveCountMax = n
 			}
-		// Issue 11, points 1, 3 and 4: ssh -G prints ProxyCommand raw
-		// (tokens expanded by expandTokens) and only the one of
-		// ProxyJump and ProxyCommand that wins.
-		case "proxycommand":
-			s.ProxyCommand = val
-		case "hostkeyalias":
-			s.HostKeyAlias = val
 		}
+		parseSSHGProxy(&s, key, val)
 	}
 	return s, sc.Err()
+}
+
+// parseSSHGProxy reads the keys of issue 11, points 1, 3 and 4: ssh -G
+// prints ProxyCommand raw (expandTokens expands it) and only the one of
+// ProxyJump and ProxyCommand that wins.
+func parseSSHGProxy(s *SSHSettings, key, val string) {
+	switch key {
+	case "proxycommand":
+		s.ProxyCommand = val
+	case "hostkeyalias":
+		s.HostKeyAlias = val
+	}
 }
 
 // fromParser is Resolve without ssh installed: the Go ssh_config parser,

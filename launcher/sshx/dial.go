@@ -191,26 +191,35 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	}
 	expired := !dl.stop()
 	if !stop() || expired || err != nil {
-		if proxy != nil && err != nil && !timedOut.Load() && ctx.Err() == nil && !isTrustOrAuth(err) {
-			err = proxy.failure(err)
-		}
-		if proxy != nil {
-			proxy.handshakeDone()
-		}
-		conn.Close()
 		if err == nil {
 			c.Close()
-			err = os.ErrDeadlineExceeded
 		}
-		if timedOut.Load() && ctx.Err() == nil {
-			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-		}
-		return nil, nil, classifyHandshake(ctx, name, err)
+		return nil, nil, classifyHandshake(ctx, name, handshakeError(ctx, conn, proxy, err, timedOut.Load()))
 	}
 	if proxy != nil {
 		return ssh.NewClient(c, chans, reqs), proxy, nil
 	}
 	return ssh.NewClient(c, chans, reqs), nil, nil
+}
+
+// handshakeError closes the connection of a failed, expired or cancelled
+// handshake and says why it failed; a ProxyCommand that exited is the
+// reason when nothing else is.
+func handshakeError(ctx context.Context, conn net.Conn, proxy *proxyConn, err error, timedOut bool) error {
+	if proxy != nil {
+		if err != nil && !timedOut && ctx.Err() == nil && !isTrustOrAuth(err) {
+			err = proxy.failure(err)
+		}
+		proxy.handshakeDone()
+	}
+	conn.Close()
+	if err == nil {
+		err = os.ErrDeadlineExceeded
+	}
+	if timedOut && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	}
+	return err
 }
 
 // isTrustOrAuth says err is the server's or known_hosts' answer, not a

@@ -79,11 +79,7 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 		shown = s.UserKnownHostsFiles
 	}
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		he := &hostKeyError{address: hostname, keyType: key.Type(), fingerprint: ssh.FingerprintSHA256(key),
-			files: shown, mode: s.StrictHostKeyChecking}
-		if s.HostKeyAlias != "" {
-			he.address = s.HostKeyAlias + " (HostKeyAlias of " + s.Address() + ")"
-		}
+		he := newHostKeyError(s, hostname, key, shown)
 		if db != nil {
 			err := db.HostKeyCallback()(hostname, remote, key)
 			if cert, ok := key.(*ssh.Certificate); ok && err != nil && !errors.As(err, new(*xknownhosts.KeyError)) &&
@@ -126,6 +122,17 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 		algos = db.HostKeyAlgorithms(knownHostsAddress(s))
 	}
 	return cb, algos, nil
+}
+
+// newHostKeyError starts the explanation of a refusal; a HostKeyAlias is
+// named with the address it stands for.
+func newHostKeyError(s profiles.SSHSettings, hostname string, key ssh.PublicKey, files []string) *hostKeyError {
+	he := &hostKeyError{address: hostname, keyType: key.Type(), fingerprint: ssh.FingerprintSHA256(key),
+		files: files, mode: s.StrictHostKeyChecking}
+	if s.HostKeyAlias != "" {
+		he.address = s.HostKeyAlias + " (HostKeyAlias of " + s.Address() + ")"
+	}
+	return he
 }
 
 // knownHostsAddress is the name the host key is looked up and recorded
