@@ -64,6 +64,9 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 	d := &dialed{hops: hops, auth: sshx.NewAuthenticator(pr), closeTerminal: func() { sshx.ClosePrompter(pr) }}
 	d.auth.Note = log.always
 	d.auth.Verbose = log.detail
+	if log.verbose && !log.quiet {
+		d.auth.ProxyStderr = log.w // a ProxyCommand's stderr as it comes
+	}
 	if d.ch, err = sshx.Dial(ctx, d.auth, hops); err != nil {
 		d.closeTerminal()
 		return nil, err

@@ -51,6 +51,15 @@ type SSHSettings struct {
 	ConnectTimeout time.Duration
 	// ProxyJump is the configured jump chain ("none" or empty for none).
 	ProxyJump string
+	// Issue 11, points 1 and 3.
+	// ProxyCommand, when set, is run by the shell and its stdin and stdout
+	// are the hop's connection; its tokens are expanded already. "" (or
+	// ssh_config's "none") means none. Of ProxyJump and ProxyCommand the
+	// one ssh_config gives first wins, as in OpenSSH.
+	ProxyCommand string
+	// HostKeyAlias, when set, is the name the host key is looked up and
+	// recorded under in known_hosts instead of HostName and Port.
+	HostKeyAlias string
 	// BatchMode forbids prompts.
 	BatchMode bool
 	// GSSAPIAuthentication allows Kerberos login (gssapi-with-mic);
@@ -142,7 +151,8 @@ func (r SSHResolver) Resolve(ctx context.Context, host, configFile string) (SSHS
 		sshPath, _ = exec.LookPath("ssh")
 	}
 	var s SSHSettings
-	if sshPath != "" && sshPath != "none" {
+	parser := sshPath == "" || sshPath == "none"
+	if !parser {
 		s, err = r.fromSSHG(ctx, sshPath, spec, configFile)
 	} else {
 		s, err = r.fromParser(spec, configFile)
@@ -151,6 +161,9 @@ func (r SSHResolver) Resolve(ctx context.Context, host, configFile string) (SSHS
 		return SSHSettings{}, err
 	}
 	s.Alias = spec.Host
+	if err := r.expandTokens(&s, spec.Host, parser); err != nil {
+		return SSHSettings{}, fmt.Errorf("%w: ssh config of %s: %w", ErrInvalid, spec.Host, err)
+	}
 	return s, nil
 }
 
@@ -198,6 +211,7 @@ func (r SSHResolver) parseSSHG(out []byte) (SSHSettings, error) {
 		if err := r.parseSSHGLine(&s, key, val); err != nil {
 			return s, err
 		}
+		parseSSHGProxy(&s, key, val)
 	}
 	s.Unhonoured = FindUnhonoured(func(key string) []string { return seen[key] })
 	return s, sc.Err()
@@ -224,10 +238,10 @@ func (r SSHResolver) parseSSHGLine(s *SSHSettings, key, val string) error {
 		s.IdentityAgent = r.expand(val)
 	case "certificatefile": // issue 11, point 2: user certificates
 		s.CertificateFiles = append(s.CertificateFiles, r.expand(val))
-	case "userknownhostsfile":
-		s.UserKnownHostsFiles = r.expandList(val)
+	case "userknownhostsfile": // expanded by ssh, blanks not quoted
+		s.UserKnownHostsFiles = r.expandAll(dropNone(splitPrinted(val)))
 	case "globalknownhostsfile":
-		s.GlobalKnownHostsFiles = r.expandList(val)
+		s.GlobalKnownHostsFiles = r.expandAll(dropNone(splitPrinted(val)))
 	case "stricthostkeychecking":
 		s.StrictHostKeyChecking = normalizeStrict(val)
 	case "revokedhostkeys":
@@ -264,6 +278,18 @@ func (r SSHResolver) parseSSHGLine(s *SSHSettings, key, val string) error {
 	return nil
 }
 
+// parseSSHGProxy reads the keys of issue 11, points 1, 3 and 4: ssh -G
+// prints ProxyCommand raw (expandTokens expands it) and only the one of
+// ProxyJump and ProxyCommand that wins.
+func parseSSHGProxy(s *SSHSettings, key, val string) {
+	switch key {
+	case "proxycommand":
+		s.ProxyCommand = val
+	case "hostkeyalias":
+		s.HostKeyAlias = val
+	}
+}
+
 // fromParser is Resolve without ssh installed: the Go ssh_config parser,
 // with OpenSSH's defaults filled in where the file says nothing.
 func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, error) {
@@ -287,10 +313,12 @@ func (r SSHResolver) fromParser(spec HostSpec, configFile string) (SSHSettings, 
 // sshLookup answers ssh_config questions about one host and collects the
 // parser's errors, so that one bad line is reported with the others.
 type sshLookup struct {
-	raw    func(key string) (string, error) // without the parser's defaults
-	get    func(key string) (string, error)
-	getAll func(key string) ([]string, error)
-	errs   []error
+	raw     func(key string) (string, error) // without the parser's defaults
+	host    string
+	configs []*sshconfig.Config // for values with their quotes (rawAll)
+	get     func(key string) (string, error)
+	getAll  func(key string) ([]string, error)
+	errs    []error
 }
 
 // newSSHLookup reads configFile, or the user's and the system's ssh config
@@ -311,7 +339,9 @@ func (r SSHResolver) newSSHLookup(spec HostSpec, configFile string) (*sshLookup,
 	}
 	host := spec.Host
 	return &sshLookup{
-		raw: func(key string) (string, error) { return cfg.Get(host, key) },
+		host:    host,
+		configs: []*sshconfig.Config{cfg},
+		raw:     func(key string) (string, error) { return cfg.Get(host, key) },
 		get: func(key string) (string, error) {
 			v, err := cfg.Get(host, key)
 			if v == "" && err == nil {
@@ -388,14 +418,16 @@ func (r SSHResolver) parserAddress(s *SSHSettings, spec HostSpec, l *sshLookup) 
 	return nil
 }
 
-// parserFiles fills identity and known_hosts files, with OpenSSH's defaults.
+// parserFiles fills identity and known_hosts files, with OpenSSH's
+// defaults. Values are split as OpenSSH splits them (quotes keep blanks)
+// and left with their tokens, which expandTokens expands.
 func (r SSHResolver) parserFiles(s *SSHSettings, l *sshLookup) {
-	for _, id := range l.all("IdentityFile") {
-		s.IdentityFiles = append(s.IdentityFiles, r.expand(id))
+	for _, id := range l.rawAll("IdentityFile") {
+		s.IdentityFiles = append(s.IdentityFiles, l.firstArg(id))
 	}
 	if len(s.IdentityFiles) == 0 {
 		for _, n := range []string{"id_rsa", "id_ecdsa", "id_ed25519"} {
-			s.IdentityFiles = append(s.IdentityFiles, r.expand("~/.ssh/"+n))
+			s.IdentityFiles = append(s.IdentityFiles, "~/.ssh/"+n)
 		}
 	}
 	// Issue 11, point 2: user certificates.
@@ -403,18 +435,22 @@ func (r SSHResolver) parserFiles(s *SSHSettings, l *sshLookup) {
 		s.CertificateFiles = append(s.CertificateFiles, r.expand(c))
 	}
 	s.IdentitiesOnly = l.yes("IdentitiesOnly")
-	s.IdentityAgent = r.expand(l.str("IdentityAgent"))
-	s.UserKnownHostsFiles = r.expandList(l.str("UserKnownHostsFile"))
-	if len(s.UserKnownHostsFiles) == 0 {
-		s.UserKnownHostsFiles = []string{r.expand("~/.ssh/known_hosts"), r.expand("~/.ssh/known_hosts2")}
+	if v := l.rawFirst("IdentityAgent"); v != "" {
+		s.IdentityAgent = l.firstArg(v)
 	}
 	if v := l.str("RevokedHostKeys"); v != "" && v != "none" {
 		s.RevokedHostKeys = r.expand(v)
 	}
-	s.GlobalKnownHostsFiles = r.expandList(l.str("GlobalKnownHostsFile"))
+	s.UserKnownHostsFiles = dropNone(l.args(l.rawFirst("UserKnownHostsFile")))
+	if len(s.UserKnownHostsFiles) == 0 {
+		s.UserKnownHostsFiles = []string{"~/.ssh/known_hosts", "~/.ssh/known_hosts2"}
+	}
+	s.GlobalKnownHostsFiles = r.expandAll(dropNone(l.args(l.rawFirst("GlobalKnownHostsFile"))))
 	if len(s.GlobalKnownHostsFiles) == 0 && runtime.GOOS != "windows" {
 		s.GlobalKnownHostsFiles = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
 	}
+	s.ProxyJump, s.ProxyCommand = l.proxy()
+	s.HostKeyAlias = l.str("HostKeyAlias")
 }
 
 // parserOptions fills the remaining options, with OpenSSH's defaults.
@@ -423,7 +459,6 @@ func parserOptions(s *SSHSettings, l *sshLookup) {
 	if n, err := strconv.Atoi(l.str("ConnectTimeout")); err == nil {
 		s.ConnectTimeout = time.Duration(n) * time.Second
 	}
-	s.ProxyJump = l.str("ProxyJump")
 	s.BatchMode = l.yes("BatchMode")
 	// Kerberos (GSSAPI) login; OpenSSH's defaults are all no.
 	s.GSSAPIAuthentication = l.yes("GSSAPIAuthentication")
@@ -489,11 +524,21 @@ func (r SSHResolver) expand(p string) string {
 	return p
 }
 
-func (r SSHResolver) expandList(v string) []string {
+// expandAll expands a leading "~" in each path.
+func (r SSHResolver) expandAll(paths []string) []string {
 	var out []string
-	for _, f := range strings.Fields(v) {
-		if f != "none" {
-			out = append(out, r.expand(f))
+	for _, p := range paths {
+		out = append(out, r.expand(p))
+	}
+	return out
+}
+
+// dropNone drops OpenSSH's "none" from a file list.
+func dropNone(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if p != "none" && p != "" {
+			out = append(out, p)
 		}
 	}
 	return out
@@ -536,6 +581,10 @@ func (r SSHResolver) resolveChain(ctx context.Context, host, jump, configFile st
 	if len(hops) == 0 {
 		return []SSHSettings{target}, nil
 	}
+	// A hop reached through a jump host has no ProxyCommand: OpenSSH
+	// reaches it with "ssh -J ... -W", and a -J on the command line wins
+	// over the hop's own ProxyCommand. Only the chain's first hop runs one.
+	target.ProxyCommand = ""
 	// The first jump is reached by its own means (its ProxyJump, if any);
 	// the later ones are reached through the earlier ones.
 	chain, err := r.resolveChain(ctx, hops[0], "", configFile, depth+1)
@@ -547,6 +596,7 @@ func (r SSHResolver) resolveChain(ctx context.Context, host, jump, configFile st
 		if err != nil {
 			return nil, fmt.Errorf("jump host %s: %w", h, err)
 		}
+		s.ProxyCommand = ""
 		chain = append(chain, s)
 	}
 	return append(chain, target), nil

@@ -28,6 +28,9 @@ type Authenticator struct {
 	// identity files kq cannot load, settings kq cannot honour (such as
 	// GSSAPIDelegateCredentials).
 	Verbose func(format string, args ...any)
+	// ProxyStderr, when set (kq -v), gets a ProxyCommand's stderr as it
+	// comes; without it the stderr is only shown when the command fails.
+	ProxyStderr io.Writer
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must

@@ -135,7 +135,7 @@ func settingsFor(addr, user, knownHosts string) profiles.SSHSettings {
 func TestKeyboardInteractive(t *testing.T) {
 	addr, kh := kbdServer(t)
 	p := &scripted{answers: []string{"hunter2", "000000", "hunter2", "123456"}}
-	c, err := dialHop(context.Background(), NewAuthenticator(p), nil, settingsFor(addr, "alice", kh), "host kbd")
+	c, _, err := dialHop(context.Background(), NewAuthenticator(p), nil, settingsFor(addr, "alice", kh), "host kbd")
 	if err != nil {
 		t.Fatalf("dial: %v (asked %q)", err, p.asked)
 	}
@@ -157,7 +157,7 @@ func TestPasswordAuth(t *testing.T) {
 	s := settingsFor(addr, "pw", kh)
 	s.KbdInteractiveAuthentication = false
 	p := &scripted{answers: []string{"wrong", "s3cret"}}
-	c, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host kbd")
+	c, _, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host kbd")
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -179,7 +179,7 @@ func TestNoPromptFailsAtOnce(t *testing.T) {
 			p = &scripted{answers: []string{"hunter2", "123456"}} // must not be asked
 		}
 		start := time.Now()
-		_, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host kbd")
+		_, _, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host kbd")
 		if !errors.Is(err, kinds.Auth) || !errors.Is(err, errNoPrompt) {
 			t.Fatalf("batch=%v: got %v", batch, err)
 		}

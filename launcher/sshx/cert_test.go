@@ -300,7 +300,7 @@ func TestEncryptedKeyCertificate(t *testing.T) {
 	s.IdentityFiles, s.IdentityAgent = []string{encPath}, "none"
 	s.KbdInteractiveAuthentication, s.PasswordAuthentication = false, false
 	p := &scripted{answers: []string{"pass"}}
-	c, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host ca")
+	c, _, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host ca")
 	if err != nil {
 		t.Fatalf("dial: %v (offered %q)", err, offered())
 	}
@@ -342,7 +342,7 @@ func TestCertRefusalMessages(t *testing.T) {
 			s.IdentityFiles, s.IdentityAgent = []string{path}, "none"
 			s.KbdInteractiveAuthentication, s.PasswordAuthentication = false, false
 			p := &scripted{answers: []string{"pass"}}
-			_, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host ca")
+			_, _, err := dialHop(context.Background(), NewAuthenticator(p), nil, s, "host ca")
 			var ce *certRefusedError
 			if !errors.As(err, &ce) || !errors.Is(err, kinds.Auth) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want a certRefusedError with %q", err, tc.want)

@@ -74,7 +74,8 @@ func Existing(paths []string) []string {
 // is the host's. All of them ride on one TCP connection from here.
 type Chain struct {
 	clients []*ssh.Client
-	names   []string // "jump host login", "host gpu": for errors
+	names   []string    // "jump host login", "host gpu": for errors
+	proxies []io.Closer // ProxyCommand processes, ended by Close
 }
 
 // name is hop i's name in errors.
@@ -104,6 +105,9 @@ func (c *Chain) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	for _, p := range c.proxies {
+		errs = append(errs, p.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -130,13 +134,16 @@ func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*
 		if i > 0 {
 			via = c.clients[i-1]
 		}
-		client, err := dialHop(ctx, a, via, s, HopName(s, i, len(hops)))
+		client, proxy, err := dialHop(ctx, a, via, s, HopName(s, i, len(hops)))
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
 		c.clients = append(c.clients, client)
 		c.names = append(c.names, hopRole(s, i, len(hops)))
+		if proxy != nil {
+			c.proxies = append(c.proxies, proxy)
+		}
 		if i < len(hops)-1 {
 			go nudgeNoDelay(client)
 		}
@@ -159,53 +166,96 @@ func nudgeNoDelay(c *ssh.Client) {
 // directly (via == nil) or through via. Connect and handshake share one
 // deadline, which stands still while the user answers a prompt; ctx
 // cancels all of it.
-func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, error) {
+func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.SSHSettings, name string) (*ssh.Client, io.Closer, error) {
 	timeout := s.ConnectTimeout
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
 	}
 	cb, algos, err := a.hostKeyCallback(s)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	cfg := &ssh.ClientConfig{User: s.User, HostKeyCallback: cb}
 	if err := applyAlgorithms(cfg, s, algos); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	conn, err := connect(ctx, via, s, timeout)
+	conn, err := connect(ctx, via, s, timeout, a.ProxyStderr)
 	if err != nil {
-		return nil, classifyConnect(ctx, name, err)
+		return nil, nil, classifyConnect(ctx, name, err)
 	}
+	proxy, _ := conn.(*proxyConn)
 	// Keys are loaded once the host is known to be there, so an unreachable
 	// host is reported as such, as ssh does.
 	auth, closeAgent := a.methods(s)
 	defer closeAgent()
 	cfg.Auth = auth
-	// A channel has no deadlines of its own: closing the connection is what
-	// ends a handshake that runs out of time or is cancelled.
-	var timedOut atomic.Bool
+	c, chans, reqs, timedOut, err := handshake(ctx, a, conn, knownHostsAddress(s), cfg, timeout)
+	if proxy != nil {
+		defer proxy.handshakeDone()
+	}
+	if err != nil {
+		err = a.explainRefusal(s, handshakeError(ctx, conn, proxy, err, timedOut)) // certificates
+		return nil, nil, explainUnloadable(s, explainMethods(s, classifyHandshake(ctx, name, err)))
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	if proxy != nil {
+		return client, proxy, nil
+	}
+	return client, nil, nil
+}
+
+// handshake runs the SSH handshake on conn within timeout, which stands
+// still while the user answers a prompt; ctx cancels it. A channel has no
+// deadlines of its own: closing the connection is what ends a handshake
+// that runs out of time or is cancelled.
+func handshake(ctx context.Context, a *Authenticator, conn net.Conn, addr string, cfg *ssh.ClientConfig,
+	timeout time.Duration) (c ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, timedOut bool, err error) {
+	var fired atomic.Bool
 	dl := newPausableDeadline(timeout, func() {
-		timedOut.Store(true)
+		fired.Store(true)
 		conn.Close()
 	})
 	a.pause, a.resume = dl.pause, dl.resume
 	defer func() { a.pause, a.resume = func() {}, func() {} }()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, chans, reqs, err := ssh.NewClientConn(conn, s.Address(), cfg)
+	c, chans, reqs, err = ssh.NewClientConn(conn, addr, cfg)
 	expired := !dl.stop()
 	if !stop() || expired || err != nil {
-		conn.Close()
 		if err == nil {
 			c.Close()
 			err = os.ErrDeadlineExceeded
 		}
-		if timedOut.Load() && ctx.Err() == nil {
-			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-		}
-		err = a.explainRefusal(s, err) // issue 11, point 2: certificates
-		return nil, explainUnloadable(s, explainMethods(s, classifyHandshake(ctx, name, err)))
+		return nil, nil, nil, fired.Load(), err
 	}
-	return ssh.NewClient(c, chans, reqs), nil
+	return c, chans, reqs, false, nil
+}
+
+// handshakeError closes the connection of a failed, expired or cancelled
+// handshake and says why it failed; a ProxyCommand that exited is the
+// reason when nothing else is.
+func handshakeError(ctx context.Context, conn net.Conn, proxy *proxyConn, err error, timedOut bool) error {
+	if proxy != nil {
+		if err != nil && !timedOut && ctx.Err() == nil && !isTrustOrAuth(err) {
+			err = proxy.failure(err)
+		}
+		proxy.handshakeDone()
+	}
+	conn.Close()
+	if err == nil {
+		err = os.ErrDeadlineExceeded
+	}
+	if timedOut && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	}
+	return err
+}
+
+// isTrustOrAuth says err is the server's or known_hosts' answer, not a
+// broken byte stream.
+func isTrustOrAuth(err error) bool {
+	var he *hostKeyError
+	return errors.As(err, &he) || errors.Is(err, errNeverAsks) || errors.Is(err, errNoPrompt) ||
+		errors.Is(err, errWrongPassphrase) || strings.Contains(err.Error(), "unable to authenticate")
 }
 
 // pausableDeadline calls fire once d has run out, not counting the time
@@ -254,9 +304,13 @@ func (p *pausableDeadline) stop() bool {
 	return !p.done
 }
 
-// connect opens the byte stream to s within timeout: TCP from here (see
-// dialTCP), or a direct-tcpip channel through via.
-func connect(ctx context.Context, via *ssh.Client, s profiles.SSHSettings, timeout time.Duration) (net.Conn, error) {
+// connect opens the byte stream to s within timeout: its ProxyCommand's
+// pipes (proxycommand.go), TCP from here (see dialTCP), or a direct-tcpip
+// channel through via.
+func connect(ctx context.Context, via *ssh.Client, s profiles.SSHSettings, timeout time.Duration, proxyStderr io.Writer) (net.Conn, error) {
+	if s.ProxyCommand != "" {
+		return startProxy(s.ProxyCommand, s.Address(), proxyStderr)
+	}
 	if via == nil {
 		return dialTCP(ctx, s, timeout)
 	}

@@ -54,7 +54,7 @@ func TestDialHandshakeDeadline(t *testing.T) {
 		IdentityFiles: []string{keyFile}, ConnectTimeout: 300 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() {
-		_, err := dialHop(context.Background(), NewAuthenticator(noPrompter{}), nil, s, "host h")
+		_, _, err := dialHop(context.Background(), NewAuthenticator(noPrompter{}), nil, s, "host h")
 		done <- err
 	}()
 	select {

@@ -86,8 +86,7 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 		shown = s.UserKnownHostsFiles
 	}
 	cb := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		he := &hostKeyError{address: hostname, keyType: key.Type(), fingerprint: ssh.FingerprintSHA256(key),
-			files: shown, mode: s.StrictHostKeyChecking}
+		he := newHostKeyError(s, hostname, key, shown)
 		if err := checkRevokedFile(s.RevokedHostKeys, key, he); err != nil {
 			return err
 		}
@@ -106,7 +105,7 @@ func (a *Authenticator) hostKeyCallback(s profiles.SSHSettings) (ssh.HostKeyCall
 	}
 	var algos []string
 	if db != nil {
-		algos = db.HostKeyAlgorithms(s.Address())
+		algos = db.HostKeyAlgorithms(knownHostsAddress(s))
 	}
 	return cb, algos, nil
 }
@@ -145,6 +144,28 @@ func judgeKnown(db *knownhosts.HostKeyDB, hostname string, remote net.Addr, key 
 		return key, true, fmt.Errorf("check host key of %s: %w", hostname, err)
 	}
 	return key, false, nil
+}
+
+// newHostKeyError starts the explanation of a refusal; a HostKeyAlias is
+// named with the address it stands for.
+func newHostKeyError(s profiles.SSHSettings, hostname string, key ssh.PublicKey, files []string) *hostKeyError {
+	he := &hostKeyError{address: hostname, keyType: key.Type(), fingerprint: ssh.FingerprintSHA256(key),
+		files: files, mode: s.StrictHostKeyChecking}
+	if s.HostKeyAlias != "" {
+		he.address = s.HostKeyAlias + " (HostKeyAlias of " + s.Address() + ")"
+	}
+	return he
+}
+
+// knownHostsAddress is the name the host key is looked up and recorded
+// under (issue 11, point 3): the HostKeyAlias alone when there is one (as
+// OpenSSH, which then adds no port: "alias", not "[alias]:2222"), else
+// "[host]:port" ("host" on port 22).
+func knownHostsAddress(s profiles.SSHSettings) string {
+	if s.HostKeyAlias != "" {
+		return net.JoinHostPort(s.HostKeyAlias, "22")
+	}
+	return s.Address()
 }
 
 // unknownHost decides about a host known_hosts has no key for.
