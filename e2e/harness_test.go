@@ -240,35 +240,44 @@ func (e *env) start(args []string, extraEnv ...string) *run {
 	cmd.Env = append(cleanEnv(), "JUPYTER_RUNTIME_DIR="+e.localRT)
 	cmd.Env = append(cmd.Env, e.extraEnv...)
 	cmd.Env = append(cmd.Env, extraEnv...)
+	return startRun(e.t, cmd, 100)
+}
+
+// startRun starts cmd in its own process group with its stdout read line
+// by line (lines beyond buffered ones are dropped, the text is kept) and a
+// pipe to its stdin; the test's end kills the group if it still runs.
+func startRun(t *testing.T, cmd *exec.Cmd, buffered int) *run {
+	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r := &run{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{}), lines: make(chan string, 100)}
+	r := &run{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{}), lines: make(chan string, buffered)}
 	var err error
 	r.stdin, err = cmd.StdinPipe()
-	must(e.t, err)
+	must(t, err)
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(r.stdout, pw)
 	cmd.Stderr = r.stderr
-	must(e.t, cmd.Start())
+	must(t, cmd.Start())
 	go func() {
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			select {
 			case r.lines <- sc.Text():
 			default:
 			}
 		}
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	go func() {
-		err := cmd.Wait()
+		_ = cmd.Wait()
 		pw.Close()
 		r.code = cmd.ProcessState.ExitCode()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			r.code = 128 + int(ws.Signal())
 		}
-		_ = err
 		close(r.done)
 	}()
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		select {
 		case <-r.done:
 		default:

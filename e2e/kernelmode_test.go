@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
@@ -109,41 +108,7 @@ func (e *kernelEnv) startJupyter(name string, args []string, extraEnv ...string)
 	cmd := exec.Command(name, args...)
 	cmd.Dir = e.pyDir
 	cmd.Env = e.jupyterEnv(extraEnv...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r := &run{cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{}), lines: make(chan string, 1000)}
-	var err error
-	r.stdin, err = cmd.StdinPipe()
-	must(e.t, err)
-	pr, pw := io.Pipe()
-	cmd.Stdout = io.MultiWriter(r.stdout, pw)
-	cmd.Stderr = r.stderr
-	must(e.t, cmd.Start())
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			select {
-			case r.lines <- sc.Text():
-			default:
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		r.code = cmd.ProcessState.ExitCode()
-		close(r.done)
-	}()
-	e.t.Cleanup(func() {
-		select {
-		case <-r.done:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-r.done
-		}
-	})
-	return r
+	return startRun(e.t, cmd, 1000)
 }
 
 // helper runs kqhelper.py with the scenario's arguments.
