@@ -899,3 +899,25 @@ func TestKernelModeKernelDies(t *testing.T) {
 	must(t, os.Remove(file))
 	e.assertKernelModeClean(t, []int{pid}, ports, remotePorts)
 }
+
+// TestKernelModeTermDuringStart: the manager gives up on a kernel that is
+// slow to start (SIGTERM while the remote side still waits for it): kq
+// exits within 2 s, and the half-started kernel goes with it.
+func TestKernelModeTermDuringStart(t *testing.T) {
+	e := newKernelEnv(t, profile{"kernel": `sh -c 'sleep 6; exec ` + kernelCmd + ` "$@"' kernel`})
+	file, ports := e.writeConnFile(t)
+	r := e.start([]string{"kernel", "p", "-f", file})
+	r.waitStderr(t, "connected to", 30*time.Second)
+	time.Sleep(time.Second) // the remote start is under way
+	must(t, r.cmd.Process.Signal(syscall.SIGTERM))
+	sent := time.Now()
+	code := r.wait(t, 10*time.Second)
+	took := time.Since(sent)
+	t.Logf("kq exited %d %s after SIGTERM\n%s", code, took.Round(10*time.Millisecond), r.stderr)
+	if took > 2*time.Second+time.Second { // 2 s, with slack for a loaded machine
+		t.Errorf("kq took %s to exit after SIGTERM during the start", took)
+	}
+	waitNoFiles(t, e.remoteRT, 10*time.Second)
+	must(t, os.Remove(file))
+	e.assertKernelModeClean(t, nil, ports, nil)
+}

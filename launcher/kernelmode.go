@@ -62,13 +62,43 @@ func RunKernel(ctx context.Context, ko KernelOptions) (err error) {
 	defer cancel(nil)
 	served := false // from then on a teardown problem is only a warning
 	defer func() { err = s.finish(ctx, served, err) }()
-	if err := s.startRemote(ctx, cancel, info); err != nil {
+	stopWatch := s.stopOnSignal(cancel)
+	err = s.startRemote(ctx, cancel, info)
+	stopWatch()
+	if err != nil {
 		return err
 	}
 	s.serveManager(lns)
 	served = true
 	s.startMonitor(ctx, cancel)
 	return s.waitKernel(ctx, cancel, ko.ParentPID)
+}
+
+// stopOnSignal ends the start when the manager gives up on it (SIGTERM,
+// SIGHUP) or dies, so that kq still exits within its bound; SIGINT before
+// the kernel runs has nothing to interrupt. The returned func stops the
+// watch before waitKernel takes the signals over.
+func (s *session) stopOnSignal(cancel context.CancelCauseFunc) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case sig, ok := <-s.o.Signals:
+				if !ok {
+					return
+				}
+				if sig != os.Interrupt {
+					s.log.detail("%s while the kernel starts: stopping", sig)
+					cancel(ErrInterrupted)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 // readManagerFile reads the manager's connection file; an ipc transport,
