@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -130,7 +129,7 @@ func startProxy(command, addr string, echo io.Writer) (*proxyConn, error) {
 	}
 	p.cmd = exec.Command(shell, "-c", "exec "+command)
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = inR, outW, p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownProcessGroup(p.cmd)
 	p.cmd.WaitDelay = proxyGrace // a child that keeps stderr open does not hold Wait
 	err = p.cmd.Start()
 	inR.Close()
@@ -173,26 +172,27 @@ func (p *proxyConn) Close() error {
 		return nil
 	}
 	p.once.Do(func() {
-		p.signal(syscall.SIGTERM)
+		p.signal(false)
 		t := time.NewTimer(proxyGrace)
 		defer t.Stop()
 		select {
 		case <-p.exited:
 		case <-t.C:
-			p.signal(syscall.SIGKILL)
+			p.signal(true)
 			<-p.exited
 		}
 	})
 	return nil
 }
 
-// signal signals the command's process group while it is not yet reaped
-// (after that its pid may belong to someone else).
-func (p *proxyConn) signal(sig syscall.Signal) {
+// signal ends the command's process group (SIGTERM, or SIGKILL when
+// kill) while it is not yet reaped (after that its pid may belong to
+// someone else).
+func (p *proxyConn) signal(kill bool) {
 	select {
 	case <-p.exited:
 	default:
-		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+		signalGroup(p.cmd.Process, kill)
 	}
 }
 
