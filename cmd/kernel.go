@@ -19,7 +19,8 @@ type KernelOptions struct {
 	Profile string
 	// ConnectionFile is the kernel manager's connection file.
 	ConnectionFile string
-	// Flags are the command's flags; config takes --jump and -F from them.
+	// Flags are the command's flags; config takes --kernel, --jump and -F
+	// from them (a session's transient kernelspec passes them on).
 	Flags *pflag.FlagSet
 }
 
