@@ -142,7 +142,19 @@ func (s *tmuxSession) waitFlushing(want string, timeout time.Duration) {
 // seconds and the session goes on with its state; `exit` ends the console
 // and kq exits 0 with nothing left on either side.
 func TestConsole(t *testing.T) {
-	c := startConsole(t)
+	c := startConsole(t, []string{"/usr/bin/jupyter", "console", "--kernel", "{kernel}"}, 1)
+	c.setVariable()
+	c.interruptSleep()
+	c.exit()
+	c.e.assertSessionGone(t, c.first)
+}
+
+// TestConsoleExisting: the same with `jupyter console --existing
+// {connection_file}`, which does not own the kernel and cannot interrupt
+// it: the Ctrl-C that reaches kq at the same terminal interrupts the
+// remote kernel kq holds, and the session goes on with its state.
+func TestConsoleExisting(t *testing.T) {
+	c := startConsole(t, []string{"/usr/bin/jupyter", "console", "--existing", "{connection_file}"}, 0)
 	c.setVariable()
 	c.interruptSleep()
 	c.exit()
@@ -153,20 +165,21 @@ func TestConsole(t *testing.T) {
 // tmux pane, the file its shell writes kq's exit code to, and the remote
 // kernel it started with, which each phase compares against.
 type consoleRun struct {
-	t        *testing.T
-	e        *env
-	s        *tmuxSession
-	exitFile string
-	first    []int
+	t         *testing.T
+	e         *env
+	s         *tmuxSession
+	exitFile  string
+	first     []int
+	kqKernels int // kq kernel processes while it runs: 1 when the console owns its kernel
 }
 
 // startConsole runs `kq p` with jupyter console as its frontend in a tmux
 // pane; the pane's shell outlives kq so that its exit code and last
 // screen can still be read.
-func startConsole(t *testing.T) *consoleRun {
+func startConsole(t *testing.T, frontend []string, kqKernels int) *consoleRun {
 	e := newEnv(t, sshdtest.Options{})
 	p := e.baseProfile()
-	p["frontend"] = []string{"/usr/bin/jupyter", "console", "--kernel", "{kernel}"}
+	p["frontend"] = frontend
 	e.writeConfig(map[string]profile{"p": p})
 	artifacts := artifactDir(t)
 	t.Logf("artefacts in %s", artifacts)
@@ -174,7 +187,7 @@ func startConsole(t *testing.T) *consoleRun {
 	command := fmt.Sprintf("%s --config %s p; echo $? > %s; sleep 600", kqBin, e.configFile, exitFile)
 	env := append(cleanEnv(), "JUPYTER_RUNTIME_DIR="+e.localRT)
 	s := startTmux(t, e.dir, artifacts, command, env)
-	return &consoleRun{t: t, e: e, s: s, exitFile: exitFile}
+	return &consoleRun{t: t, e: e, s: s, exitFile: exitFile, kqKernels: kqKernels}
 }
 
 // setVariable waits for the first prompt and one remote kernel, then sets
@@ -215,8 +228,8 @@ func (c *consoleRun) interruptSleep() {
 	if now := e.waitRemoteKernels(t, 1, 5*time.Second); now[0] != first[0] {
 		t.Errorf("Ctrl-C replaced the remote kernel %d by %d", first[0], now[0])
 	}
-	if n := len(e.kqKernelProcs()); n != 1 {
-		t.Errorf("%d kq kernel processes, want 1", n)
+	if n := len(e.kqKernelProcs()); n != c.kqKernels {
+		t.Errorf("%d kq kernel processes, want %d", n, c.kqKernels)
 	}
 }
 

@@ -18,6 +18,9 @@ const (
 	DefaultKeepaliveCount = 3
 	reconnectFirst        = 500 * time.Millisecond
 	reconnectCap          = 8 * time.Second
+	// frontendQuitGrace is how long a kernel's end waits for the frontend
+	// to quit by itself before it is reported as the kernel's death.
+	frontendQuitGrace = 3 * time.Second
 )
 
 // monitor watches the session while the frontend runs: the kernel's death
@@ -29,7 +32,14 @@ func (s *session) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		why, died := s.waitTrouble(ctx)
 		switch {
 		case died:
-			cancel(errKernelDied)
+			// A frontend that asked the kernel to shut down (exit in an
+			// --existing jupyter console) quits right after: that is its
+			// end, not a death to report.
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.deathGrace):
+				cancel(errKernelDied)
+			}
 			return
 		case ctx.Err() != nil:
 			return

@@ -76,6 +76,10 @@ type session struct {
 	// managedDir is the transient kernelspec's dir of a frontend that owns
 	// its kernel.
 	managedDir string
+	// deathGrace is how long the kernel's end waits for the frontend to
+	// quit by itself (frontendQuitGrace while one runs) before it is
+	// reported as a death.
+	deathGrace time.Duration
 
 	// linkEnded: the link's failure ended the session, with its own error.
 	linkEnded atomic.Bool
@@ -163,6 +167,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, nil
 	}
 	stopEarly()
+	s.deathGrace = frontendQuitGrace
 	s.startMonitor(ctx, cancel)
 	return s.runFrontend(ctx, localPath, front)
 }
