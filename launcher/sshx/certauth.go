@@ -91,10 +91,7 @@ func (e *certRefusedError) hint() string {
 // certificates, into a certRefusedError; any other error is returned as
 // it is.
 func (a *Authenticator) explainRefusal(s profiles.SSHSettings, err error) error {
-	// "unable to authenticate" is x/crypto's own text for having run out
-	// of methods; it has no type.
-	if err == nil || errors.Is(err, errWrongPassphrase) || errors.Is(err, errNoPrompt) ||
-		!strings.Contains(err.Error(), "unable to authenticate") {
+	if err == nil || errors.Is(err, errWrongPassphrase) || errors.Is(err, errNoPrompt) || !methodsExhausted(err) {
 		return err
 	}
 	a.mu.Lock()

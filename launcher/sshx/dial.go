@@ -255,7 +255,14 @@ func handshakeError(ctx context.Context, conn net.Conn, proxy *proxyConn, err er
 func isTrustOrAuth(err error) bool {
 	var he *hostKeyError
 	return errors.As(err, &he) || errors.Is(err, errNeverAsks) || errors.Is(err, errNoPrompt) ||
-		errors.Is(err, errWrongPassphrase) || strings.Contains(err.Error(), "unable to authenticate")
+		errors.Is(err, errWrongPassphrase) || methodsExhausted(err)
+}
+
+// methodsExhausted reports x/crypto's failure for having tried every auth
+// method the server would take: it has no type, only the text "unable to
+// authenticate", so this is the one place that reads it.
+func methodsExhausted(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "unable to authenticate")
 }
 
 // pausableDeadline calls fire once d has run out, not counting the time
@@ -394,9 +401,7 @@ func classifyHandshake(ctx context.Context, where string, err error) error {
 	case errors.Is(err, errNoPrompt):
 		return kinds.With(kinds.Auth, "load the key into ssh-agent (ssh-add), run kq from a terminal, or set SSH_ASKPASS",
 			fmt.Errorf("%s: authentication needs an answer kq cannot ask for: %w", where, err))
-	// "unable to authenticate" is x/crypto's own text for having run out
-	// of methods; it has no type.
-	case errors.Is(err, errWrongPassphrase) || strings.Contains(err.Error(), "unable to authenticate"):
+	case errors.Is(err, errWrongPassphrase) || methodsExhausted(err):
 		return kinds.With(kinds.Auth, "check that your public key is in the server's authorized_keys, or that ssh-agent holds the right key",
 			fmt.Errorf("%s: server refused every key offered", where))
 	case errors.Is(err, os.ErrDeadlineExceeded):

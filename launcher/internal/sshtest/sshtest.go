@@ -61,7 +61,7 @@ func Connect(t testing.TB, s Server) *ssh.Client {
 		serve(sConn, cfg, s)
 	}()
 	c, chans, reqs, err := ssh.NewClientConn(cConn, "sshtest", &ssh.ClientConfig{User: "u",
-		HostKeyCallback: ssh.InsecureIgnoreHostKey()}) // test-only in-process server
+		HostKeyCallback: ssh.FixedHostKey(hostSigner.PublicKey())})
 	if err != nil {
 		sConn.Close()
 		wg.Wait()
