@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/kq-dev/kq/config"
 	"github.com/kq-dev/kq/launcher"
 	"github.com/kq-dev/kq/profiles"
 	"github.com/spf13/cobra"
@@ -33,18 +32,38 @@ func (f *Factory) Warn(format string, args ...any) {
 	fmt.Fprintf(f.IO.Err, "kq: warning: "+format+"\n", args...)
 }
 
-// Profile loads the config and resolves the profile name under the
-// environment and those of flags that were set.
+// Profile loads the config and resolves the name under the environment
+// and those of flags that were set. A name that is not a profile but a
+// host runs with the defaults, and kq says so in one line.
 func (f *Factory) Profile(name string, flags *pflag.FlagSet) (profiles.Profile, error) {
-	path, explicit := config.Locate(f.ConfigFile)
-	file, err := config.Load(path, explicit)
+	t, err := f.loadTarget(name, flags)
 	if err != nil {
 		return profiles.Profile{}, err
 	}
-	for _, w := range file.Warnings {
-		f.Warn("%s", w)
+	p, err := t.resolve(flags)
+	switch {
+	case err != nil || !t.zeroConfig:
+	case t.file.Path == "":
+		f.Note("no config file: %s is a host, reached with the defaults", name)
+	default:
+		f.Note("%s is not a profile in %s: a host, reached with the defaults", name, t.file.Path)
 	}
-	return config.Resolve(file, name, flags)
+	return p, err
+}
+
+// Note is one informational line on stderr, left out by -q.
+func (f *Factory) Note(format string, args ...any) {
+	if !f.Quiet {
+		fmt.Fprintf(f.IO.Err, "kq: "+format+"\n", args...)
+	}
+}
+
+// inFile is " in PATH", or "" when there is no config file.
+func inFile(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " in " + path
 }
 
 // LauncherOptions resolves the profile name and builds the launcher's

@@ -96,6 +96,9 @@ type File struct {
 	// Warnings are problems that do not stop kq, such as a config file
 	// that others may read.
 	Warnings []string
+	// Lines is the line of each key set in the file: "defaults.KEY" and
+	// `profiles."NAME".KEY`.
+	Lines map[string]int
 }
 
 // Names lists the profile names, sorted.
@@ -132,7 +135,7 @@ func Locate(flagValue string) (path string, explicit bool) {
 // Load reads and decodes the file at path. A missing file is an error only
 // when explicit is true; otherwise it yields an empty configuration.
 func Load(path string, explicit bool) (*File, error) {
-	f := &File{Path: path, Profiles: map[string]profiles.Layer{}}
+	f := &File{Path: path, Profiles: map[string]profiles.Layer{}, Lines: map[string]int{}}
 	if path == "" {
 		return f, nil
 	}
@@ -156,7 +159,7 @@ func Load(path string, explicit bool) (*File, error) {
 	if len(doc.Content) == 0 {
 		return f, nil // empty file
 	}
-	if err := (decoder{file: path}).top(doc.Content[0], f); err != nil {
+	if err := (decoder{file: path, lines: f.Lines}).top(doc.Content[0], f); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -231,7 +234,7 @@ func (f *File) Profile(name string) (profiles.Layer, error) {
 	if f.Path == "" {
 		loc, _ := Locate("")
 		e.Msg += " (no config file)"
-		e.HintText = "create " + loc + " with a profiles: section, or pass --config FILE"
+		e.HintText = "kq config init writes an example to " + loc + "; a host works without one: kq user@host, or an ssh config Host alias"
 		return profiles.Layer{}, e
 	}
 	for _, n := range names {
@@ -243,7 +246,7 @@ func (f *File) Profile(name string) (profiles.Layer, error) {
 	if len(names) == 0 {
 		e.HintText = "the file defines no profiles"
 	} else {
-		e.HintText = "known profiles: " + strings.Join(names, ", ")
+		e.HintText = "known profiles: " + strings.Join(names, ", ") + "; or a host: user@host, host.domain, an ssh config Host alias"
 	}
 	return profiles.Layer{}, e
 }

@@ -9,7 +9,12 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-type decoder struct{ file string }
+// decoder decodes one file; lines records the line of every key it
+// decoded ("defaults.linger", `profiles."p".kernel`), for profiles show.
+type decoder struct {
+	file  string
+	lines map[string]int
+}
 
 func (d decoder) errf(n *yaml.Node, key, format string, args ...any) error {
 	return d.wrapf(n, key, nil, format, args...)
@@ -39,6 +44,9 @@ func (d decoder) layer(n *yaml.Node, path string) (profiles.Layer, error) {
 			return l, d.errf(k, key, "set twice")
 		}
 		seen[k.Value] = true
+		if d.lines != nil {
+			d.lines[key] = k.Line
+		}
 		s := profiles.Lookup(k.Value)
 		if s == nil {
 			return l, d.errf(k, key, "unknown key (known: %s)", strings.Join(profiles.Keys(), ", "))

@@ -38,6 +38,20 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	return b.String(), nil
 }
 
+// DescribeHops writes each hop of the profile's chain with its resolved
+// ssh settings (user, address, port, identity files, known_hosts and where
+// they came from), as --dry-run does, without connecting.
+func DescribeHops(ctx context.Context, o Options) (string, error) {
+	p := o.Profile
+	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
+	if err != nil {
+		return "", withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
+	}
+	var b strings.Builder
+	planHops(func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }, hops)
+	return b.String(), nil
+}
+
 // planHops describes each hop with its resolved settings.
 func planHops(w func(string, ...any), hops []profiles.SSHSettings) {
 	for i, h := range hops {

@@ -224,6 +224,25 @@ func SplitCommand(s string) ([]string, error) {
 	return words, nil
 }
 
+// JoinCommand is SplitCommand's inverse: words joined by spaces, each
+// quoted for a POSIX shell when it needs it.
+func JoinCommand(argv []string) string {
+	out := make([]string, len(argv))
+	for i, w := range argv {
+		out[i] = shellWord(w)
+	}
+	return strings.Join(out, " ")
+}
+
+// shellWord quotes w for a POSIX shell unless it is made only of
+// characters no shell treats specially.
+func shellWord(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@%+{}") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
+
 // HostSpec is the "[user@]host[:port]" form of a profile's host.
 type HostSpec struct {
 	// User is the login name, or "" for ssh_config's.
