@@ -13,13 +13,15 @@ import (
 
 	"github.com/kq-dev/kq/launcher"
 	"github.com/kq-dev/kq/profiles"
+	"github.com/kq-dev/kq/termui"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
 func testFactory() (*Factory, *bytes.Buffer) {
 	var errBuf bytes.Buffer
-	return &Factory{Ctx: context.Background(), IO: IO{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &errBuf}}, &errBuf
+	return &Factory{Ctx: context.Background(), IO: IO{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &errBuf},
+		UI: termui.New(&errBuf, termui.Options{})}, &errBuf
 }
 
 // runCmd executes c with args, as a standalone command.
@@ -190,7 +192,7 @@ func TestExitCodePassesThrough(t *testing.T) {
 			RunE: func(*cobra.Command, []string) error {
 				return frontendExit(launcher.Result{FrontendRan: true, ExitCode: code}, nil)
 			}}
-		if got := execute(root, nil, IO{Out: &bytes.Buffer{}, Err: &errBuf}); got != code || errBuf.Len() != 0 {
+		if got := execute(root, nil, IO{Out: &bytes.Buffer{}, Err: &errBuf}, termui.New(&errBuf, termui.Options{})); got != code || errBuf.Len() != 0 {
 			t.Errorf("code %d: got %d, stderr %q", code, got, errBuf.String())
 		}
 	}

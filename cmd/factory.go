@@ -7,6 +7,7 @@ import (
 
 	"github.com/kq-dev/kq/launcher"
 	"github.com/kq-dev/kq/profiles"
+	"github.com/kq-dev/kq/termui"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -24,12 +25,18 @@ type Factory struct {
 	ConfigFile string
 	// Verbose and Quiet are -v and -q.
 	Verbose, Quiet bool
+	// UI is stderr for kq's own lines: colour and the live status line on
+	// a terminal, plain lines elsewhere.
+	UI *termui.Writer
 }
 
 // Warn is kq's one warning printer; the launcher's warnings come here too,
 // through launcher.Options.Warn.
 func (f *Factory) Warn(format string, args ...any) {
-	fmt.Fprintf(f.IO.Err, "kq: warning: "+format+"\n", args...)
+	if f.Quiet {
+		return
+	}
+	fmt.Fprintln(f.UI, f.UI.Prefix(fmt.Sprintf("kq: warning: "+format, args...)))
 }
 
 // Profile loads the config and resolves the name under the environment
@@ -54,7 +61,7 @@ func (f *Factory) Profile(name string, flags *pflag.FlagSet) (profiles.Profile, 
 // Note is one informational line on stderr, left out by -q.
 func (f *Factory) Note(format string, args ...any) {
 	if !f.Quiet {
-		fmt.Fprintf(f.IO.Err, "kq: "+format+"\n", args...)
+		fmt.Fprintf(f.UI, "kq: "+format+"\n", args...)
 	}
 }
 
@@ -83,6 +90,7 @@ func (f *Factory) LauncherOptions(name string, flags *pflag.FlagSet) (launcher.O
 		Verbose:         f.Verbose,
 		Signals:         f.Signals,
 		Warn:            f.Warn,
+		Log:             f.UI,
 	}, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/kq-dev/kq/config"
 	"github.com/kq-dev/kq/launcher"
 	"github.com/kq-dev/kq/profiles"
+	"github.com/kq-dev/kq/termui"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -49,6 +50,11 @@ type IO struct {
 	Out, Err io.Writer
 	// InIsTerminal reports whether In is a terminal.
 	InIsTerminal bool
+	// ErrIsTerminal reports whether Err is a terminal: colour and a live
+	// status line (unless NO_COLOR / TERM=dumb).
+	ErrIsTerminal bool
+	// ErrWidth is Err's terminal width, when it is one.
+	ErrWidth func() int
 }
 
 // Main runs kq with args (without the program name) and returns the exit
@@ -57,19 +63,29 @@ func Main(args []string) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	stdio := IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, InIsTerminal: term.IsTerminal(int(os.Stdin.Fd()))}
+	errFd := int(os.Stderr.Fd())
+	stdio := IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, InIsTerminal: term.IsTerminal(int(os.Stdin.Fd())),
+		ErrIsTerminal: term.IsTerminal(errFd), ErrWidth: func() int {
+			w, _, err := term.GetSize(errFd)
+			if err != nil {
+				return 80
+			}
+			return w
+		}}
 	return Execute(context.Background(), args, stdio, sigs)
 }
 
 // Execute is Main with its environment passed in, for tests.
 func Execute(ctx context.Context, args []string, stdio IO, sigs <-chan os.Signal) int {
-	f := &Factory{Ctx: ctx, IO: stdio, Signals: sigs}
-	return execute(NewCmdRoot(f), args, stdio)
+	ui := termui.New(stdio.Err, termui.Options{Terminal: termui.IsTerminal(stdio.ErrIsTerminal, os.Getenv), NoColor: termui.NoColor(os.Getenv),
+		Width: stdio.ErrWidth})
+	f := &Factory{Ctx: ctx, IO: stdio, Signals: sigs, UI: ui}
+	return execute(NewCmdRoot(f), args, stdio, ui)
 }
 
 // execute runs root and maps its outcome to an exit code: a frontend's own
 // code passes through silently, any other error is reported.
-func execute(root *cobra.Command, args []string, stdio IO) int {
+func execute(root *cobra.Command, args []string, stdio IO, ui *termui.Writer) int {
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
 	root.SetOut(stdio.Out)
@@ -82,7 +98,8 @@ func execute(root *cobra.Command, args []string, stdio IO) int {
 	case errors.As(err, &ee):
 		return ee.code
 	}
-	return report(stdio.Err, err)
+	ui.Freeze()
+	return report(ui, err)
 }
 
 // NewCmdRoot builds the whole command tree. The root itself runs a session:
@@ -153,13 +170,13 @@ type hinter interface{ Hint() string }
 // report prints the one error line and its hint, and returns the exit code
 // for err. The error's text never contains the kernel's key: the launcher
 // and connfile packages keep it out of every message.
-func report(w io.Writer, err error) int {
+func report(ui *termui.Writer, err error) int {
 	msg := err.Error()
 	msg = strings.ReplaceAll(msg, "\n", "; ") // errors.Join's parts stay apart
-	fmt.Fprintf(w, "kq: error: %s\n", msg)
+	fmt.Fprintln(ui, ui.Prefix("kq: error: "+msg))
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
-		fmt.Fprintf(w, "kq: hint: %s\n", h.Hint())
+		fmt.Fprintln(ui, ui.Prefix("kq: hint: "+h.Hint()))
 	}
 	return exitCode(err)
 }

@@ -33,7 +33,7 @@ const inspectTimeout = 30 * time.Second
 // kernelspecs for the one the profile's kernel command runs. Only the
 // connection's failure is an error: a spec that cannot be read is a Note.
 func InspectKernel(ctx context.Context, o Options) (RemoteKernel, error) {
-	log := reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}
+	log := newReporter(o)
 	t0 := time.Now()
 	d, err := dialProfile(ctx, o, log)
 	if err != nil {

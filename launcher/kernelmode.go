@@ -54,6 +54,9 @@ func RunKernel(ctx context.Context, ko KernelOptions) (err error) {
 		return err
 	}
 	ko.StdinIsTerminal, ko.NoPrompt, ko.Detach, ko.Attach = false, true, false, nil
+	if ko.Log != nil {
+		ko.Log.Freeze() // a frontend may share the terminal: no status line
+	}
 	s := newSession(ko.Options)
 	s.stopWithin = kernelStopWithin
 	s.push("close listeners", func() error { closeAll(lns, s.fw); return nil })

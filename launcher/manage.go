@@ -39,7 +39,7 @@ type manager struct {
 }
 
 func openManager(ctx context.Context, o Options) (*manager, error) {
-	log := reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}
+	log := newReporter(o)
 	d, err := dialProfile(ctx, o, log)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/kq-dev/kq/profiles"
+	"github.com/kq-dev/kq/termui"
 )
 
 // Options configures one session.
@@ -40,6 +41,9 @@ type Options struct {
 	// Warn prints a warning, so the caller's one printer says it; nil
 	// prints "kq: warning: ..." on Stderr.
 	Warn func(format string, args ...any)
+	// Log is where kq's own lines and the live status line go (the same
+	// stderr); nil means plain lines on Stderr and no status line.
+	Log *termui.Writer
 }
 
 // AttachTarget names an existing kernel for kq attach.

@@ -90,7 +90,7 @@ type session struct {
 }
 
 func newSession(o Options) *session {
-	return &session{o: o, log: reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}}
+	return &session{o: o, log: newReporter(o)}
 }
 
 // now is the live connection and hold.

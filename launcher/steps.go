@@ -64,10 +64,13 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 	d := &dialed{hops: hops, auth: sshx.NewAuthenticator(pr), closeTerminal: func() { sshx.ClosePrompter(pr) }}
 	d.auth.Note = log.always
 	d.auth.Verbose = log.detail
+	d.auth.Phase, d.auth.OnPrompt = log.status, log.pause
 	if log.verbose && !log.quiet {
 		d.auth.ProxyStderr = log.w // a ProxyCommand's stderr as it comes
 	}
-	if d.ch, err = sshx.Dial(ctx, d.auth, hops); err != nil {
+	d.ch, err = sshx.Dial(ctx, d.auth, hops)
+	log.status("")
+	if err != nil {
 		d.closeTerminal()
 		return nil, err
 	}
@@ -156,7 +159,10 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	spec := newKernelSpec(s.o.Profile, uuid.NewString())
 	spec.Keep = spec.Keep || s.o.Detach
 	spec.Preset, spec.Owner = s.preset, s.owner
+	s.log.detail("remote: %s on %s, op start (kq's program on its stdin)", remote.Command, host.Alias)
+	s.log.status("starting the kernel on %s, waiting for its connection file", host.Alias)
 	h, err := remote.Start(ctx, s.runner(), spec)
+	s.log.status("")
 	if err != nil {
 		return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
 	}
@@ -377,7 +383,9 @@ func (s *session) readyCheck(ctx context.Context, host, localPath string) error 
 		}
 		rcancel()
 	}()
+	s.log.status("waiting for the kernel on %s to answer kernel_info", host)
 	_, err := wire.KernelInfo(rctx, fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("shell_port")), []byte(s.k.info.Key))
+	s.log.status("")
 	if err == nil {
 		s.log.step("ready in %s: %s", since(t0), localPath)
 		return nil
@@ -451,6 +459,8 @@ func (s *session) runProcess(ctx context.Context, cmd *exec.Cmd, front *frontend
 	if ctx.Err() != nil {
 		return res, s.endCause(ctx, fmt.Errorf("before frontend: %w", context.Cause(ctx)))
 	}
+	s.log.freeze() // the frontend shares the terminal from here on
+	s.log.detail("frontend: %s", strings.Join(argv, " "))
 	if err := cmd.Start(); err != nil {
 		return res, withKind(ErrUsage, "", fmt.Errorf("start frontend %s: %w", argv[0], err))
 	}

@@ -31,6 +31,12 @@ type Authenticator struct {
 	// ProxyStderr, when set (kq -v), gets a ProxyCommand's stderr as it
 	// comes; without it the stderr is only shown when the command fails.
 	ProxyStderr io.Writer
+	// Phase, when set, is told what each hop's dial waits for now
+	// ("connecting to ...", "authenticating to ..."), for a status line.
+	Phase func(format string, args ...any)
+	// OnPrompt, when set, is called before every prompt; the func it
+	// returns, after it (a status line steps aside meanwhile).
+	OnPrompt func() (after func())
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must
@@ -58,7 +64,17 @@ func (a *Authenticator) ask(s profiles.SSHSettings, question string, echo bool) 
 	}
 	a.pause()
 	defer a.resume()
+	if a.OnPrompt != nil {
+		defer a.OnPrompt()()
+	}
 	return a.prompt.Ask(question, echo)
+}
+
+// phase reports what a dial waits for, when someone listens.
+func (a *Authenticator) phase(format string, args ...any) {
+	if a.Phase != nil {
+		a.Phase(format, args...)
+	}
 }
 
 // methods returns the auth methods for one hop, in the order of

@@ -179,10 +179,12 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 	if err := applyAlgorithms(cfg, s, algos); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
+	a.phase("connecting to %s (%s)", s.Alias, s.Address())
 	conn, err := connect(ctx, via, s, timeout, a.ProxyStderr)
 	if err != nil {
 		return nil, nil, classifyConnect(ctx, name, err)
 	}
+	a.phase("authenticating to %s as %s", s.Alias, s.User)
 	proxy, _ := conn.(*proxyConn)
 	// Keys are loaded once the host is known to be there, so an unreachable
 	// host is reported as such, as ssh does.
