@@ -44,7 +44,21 @@ say() { printf '%s\n' "$*"; }
 bounded() {
   if command -v timeout >/dev/null 2>&1; then timeout 15 "$@"; else "$@"; fi
 }
-[ -n "$rt" ] || rt=$(bounded jupyter --runtime-dir 2>/dev/null) || rt=
+# default_rt is jupyter_core's runtime dir, worked out here on Linux
+# without starting Python (jupyter --runtime-dir costs a Python start per
+# op): JUPYTER_RUNTIME_DIR, else JUPYTER_DATA_DIR/runtime, else
+# ${XDG_DATA_HOME:-~/.local/share}/jupyter/runtime. Elsewhere, or with
+# JUPYTER_PLATFORM_DIRS (platformdirs decides), jupyter itself is asked.
+default_rt() {
+  if [ -n "${JUPYTER_RUNTIME_DIR:-}" ]; then say "$JUPYTER_RUNTIME_DIR"; return 0; fi
+  if [ -n "${JUPYTER_PLATFORM_DIRS:-}" ] || [ "$(uname -s 2>/dev/null)" != Linux ]; then
+    bounded jupyter --runtime-dir 2>/dev/null && return 0
+  fi
+  if [ -n "${JUPYTER_DATA_DIR:-}" ]; then say "$JUPYTER_DATA_DIR/runtime"; return 0; fi
+  d=${XDG_DATA_HOME:-}; [ -n "$d" ] || d="$HOME/.local/share"
+  say "$d/jupyter/runtime"
+}
+[ -n "$rt" ] || rt=$(default_rt) || rt=
 [ -n "$rt" ] || rt="$HOME/.local/share/jupyter/runtime"
 base="$rt/kernel-kq-$id"
 f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
@@ -199,23 +213,51 @@ printed_json() {
 # kernel has not yet written back the ports it bound.
 zero_ports() { [ -n "$conn_json" ] && grep -q '"shell_port": *0[^0-9]' "$f"; }
 
+# json_ready: the kernel has written its connection file, or printed it
+# (then it is written here).
+json_ready() {
+  if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}' && ! zero_ports; then return 0; fi
+  grep -q '"shell_port"' "$log" 2>/dev/null || return 1
+  if printed_json > "$f.new"; then mv "$f.new" "$f"; return 0; fi
+  rm -f "$f.new"; return 1
+}
+
+# wake_on_changes makes fd 3 deliver a line whenever a file in the runtime
+# dir is written, closed after writing or moved there (inotifywait, where the
+# server has inotify-tools), and once a second regardless, so the wait
+# for the connection file is woken by the kernel's own write instead of
+# polling. Without inotifywait it returns 1 and the wait polls.
+wake_on_changes() {
+  [ "$inotify" = 1 ] && command -v inotifywait >/dev/null 2>&1 || return 1
+  ev="$base.ev"; rm -f "$ev"; mkfifo "$ev" 2>/dev/null || return 1
+  inotifywait -m -q -e close_write -e moved_to -e modify --format x "$rt" > "$ev" 2>/dev/null &
+  iw=$!
+  ( while sleep 1; do say t || exit 0; done ) > "$ev" &
+  tk=$!
+  exec 3< "$ev"
+  rm -f "$ev"
+}
+stop_waking() { [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }; }
+
 # wait_json reports the connection file once the kernel has written it (or
 # printed it), or why it never will.
 wait_json() {
-  i=0
-  while :; do
-    if [ -s "$f" ] && tail -c 2 "$f" | grep -q '}' && ! zero_ports; then break; fi
-    if grep -q '"shell_port"' "$log" 2>/dev/null; then
-      if printed_json > "$f.new"; then mv "$f.new" "$f"; break; fi
-      rm -f "$f.new"
-    fi
+  i=0; iw=; tk=
+  trap 'stop_waking; exit 1' TERM
+  wake_on_changes || iw=
+  while ! json_ready; do
     if ! alive; then
+      stop_waking
       say "KQ-ERROR kernel command exited before writing $f"
       tail -n 20 "$log" | sed 's/^/KQ-LOG /'; say KQ-FAILED; exit 1
     fi
-    i=$((i+1)); if [ $i -gt 1200 ]; then say "KQ-ERROR no connection file after 120s"; say KQ-FAILED; exit 1; fi
-    sleep 0.1
+    # 1200 tenths of a second: the ticker's lines count ten, events none.
+    if [ -z "$iw" ]; then sleep 0.1; i=$((i+1))
+    elif read -r ev <&3; then [ "$ev" = x ] || i=$((i+10))
+    else sleep 0.1; i=$((i+1)); fi
+    if [ $i -gt 1200 ]; then stop_waking; say "KQ-ERROR no connection file after 120s"; say KQ-FAILED; exit 1; fi
   done
+  stop_waking
   chmod 600 "$f" # the key is private, whatever the kernel's umask
   rm -f "$starting"
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END

@@ -105,6 +105,7 @@ type vars struct {
 	graceDS int    // tenths of a second, for op_stop
 	preset  []byte // conn_json, for op_start
 	owner   string // for op_start
+	poll    bool   // for op_start: wait for the connection file by polling even where inotifywait exists (tests)
 }
 
 // program is one op as a POSIX sh program, as sent on stdin: the
@@ -120,9 +121,13 @@ func program(v vars, op string) string {
 		keep = 1
 	}
 	linger := int(v.linger / time.Second)
-	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\nconn_json=%s\nowner=%s\n",
+	inotify := 1
+	if v.poll {
+		inotify = 0
+	}
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\nconn_json=%s\nowner=%s\ninotify=%d\n",
 		rt, shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), strconv.Itoa(v.graceDS),
-		shQuote(string(v.preset)), shQuote(v.owner))
+		shQuote(string(v.preset)), shQuote(v.owner), inotify)
 	b.WriteString(lib)
 	// One line, so the shell has read all of the program before the op
 	// runs and reads kq's lines itself.

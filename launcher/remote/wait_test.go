@@ -1,0 +1,102 @@
+//go:build unix
+
+package remote
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRemoteWaitForConnectionFile: the connection file is reported however
+// the wait is woken (inotifywait's events, or polling where the server has
+// no inotify-tools), for a kernel that writes it late, in two steps, or
+// prints it; and no helper of the wait (inotifywait, its ticker) outlives
+// it.
+func TestRemoteWaitForConnectionFile(t *testing.T) {
+	kernels := map[string]string{
+		"late":    `sleep 0.4; printf '{"shell_port": 1}\n' > "$file"`,
+		"partial": `printf '{"shell_port": 1,' > "$file"; sleep 0.3; printf '\n"x": 2}\n' >> "$file"`,
+		"printed": `sleep 0.2; printf '{"shell_port": 7}\n'`,
+	}
+	for _, poll := range []bool{false, true} {
+		for name, body := range kernels {
+			t.Run(map[bool]string{false: "events", true: "poll"}[poll]+"/"+name, func(t *testing.T) {
+				if !poll {
+					if _, err := exec.LookPath("inotifywait"); err != nil {
+						t.Skip("no inotifywait (Debian: inotify-tools)")
+					}
+				}
+				rt := filepath.Join(t.TempDir(), "rt")
+				spec := KernelSpec{Command: fakeKernel(t, body), RuntimeDir: rt, ID: "w", Linger: time.Minute}
+				r := runRemote(t, "/bin/sh", vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript(), poll: poll}, "op_start")
+				all := strings.Join(r.until(tagEnd), "\n")
+				if !strings.Contains(all, `"shell_port": `) {
+					t.Fatalf("no connection file:\n%s", all)
+				}
+				if !poll {
+					waitNoInotify(t, rt)
+				}
+				r.send("kill")
+				r.until(tagStopped)
+			})
+		}
+	}
+}
+
+// waitNoInotify fails when an inotifywait watching rt is still running a
+// moment after the connection file was reported.
+func waitNoInotify(t *testing.T, rt string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := ""
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, _ := os.ReadFile(p)
+			if c := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(c, "inotifywait") && strings.Contains(c, rt) {
+				left = c
+			}
+		}
+		if left == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inotifywait left running: %s", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRemoteRuntimeDirLikeJupyter: without a runtime_dir setting, the
+// runtime dir remote.sh works out in sh is the one jupyter_core gives, for
+// each environment variable that moves it.
+func TestRemoteRuntimeDirLikeJupyter(t *testing.T) {
+	jupyter, err := exec.LookPath("/usr/bin/jupyter")
+	if err != nil {
+		t.Skip("no /usr/bin/jupyter")
+	}
+	home := t.TempDir()
+	for _, env := range [][]string{
+		nil,
+		{"XDG_DATA_HOME=" + home + "/xdg"},
+		{"JUPYTER_DATA_DIR=" + home + "/data"},
+		{"JUPYTER_RUNTIME_DIR=" + home + "/rt", "JUPYTER_DATA_DIR=" + home + "/data"},
+	} {
+		env = append([]string{"HOME=" + home, "JUPYTER_PLATFORM_DIRS=", "XDG_DATA_HOME=", "JUPYTER_DATA_DIR=", "JUPYTER_RUNTIME_DIR="}, env...)
+		cmd := exec.Command(jupyter, "--runtime-dir")
+		cmd.Env = append(os.Environ(), env...)
+		want, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := runRemote(t, "/bin/sh", vars{id: "x"}, `say "$rt"; say KQ-JSON-END`, env...)
+		got := r.until(tagEnd)[0]
+		if got != strings.TrimSpace(string(want)) {
+			t.Errorf("%v: runtime dir %q, jupyter says %q", env, got, want)
+		}
+	}
+}
