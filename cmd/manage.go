@@ -31,9 +31,10 @@ type LsOptions struct {
 func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 	opts := &LsOptions{Factory: f}
 	c := &cobra.Command{
-		Use:   "ls PROFILE",
-		Short: "List the kernels in the remote runtime dir (started by kq or not)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "ls PROFILE",
+		Short:             "List the kernels in the remote runtime dir (started by kq or not)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeProfile(f),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Profile, opts.Flags = args[0], c.Flags()
 			if runF != nil {
@@ -111,9 +112,10 @@ type StopOptions struct {
 func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
 	opts := &StopOptions{Factory: f}
 	c := &cobra.Command{
-		Use:   "stop PROFILE [KERNEL...] [--all-kq]",
-		Short: "Shut kernels down gracefully (shutdown_request, then signals) and remove their files",
-		Args:  cobra.MinimumNArgs(1),
+		Use:               "stop PROFILE [KERNEL...] [--all-kq]",
+		Short:             "Shut kernels down gracefully (shutdown_request, then signals) and remove their files",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeProfileKernels(f, kernelArgs{}),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) < 2 && !opts.AllKQ {
 				return usageError(c, "name the kernels to stop, or pass --all-kq")
@@ -172,9 +174,10 @@ func NewCmdRestart(f *Factory, runF func(*SignalOptions) error) *cobra.Command {
 func newCmdSignal(f *Factory, op signalOp, runF func(*SignalOptions) error) *cobra.Command {
 	opts := &SignalOptions{Factory: f, Op: op.use}
 	c := &cobra.Command{
-		Use:   op.use + " PROFILE KERNEL",
-		Short: op.short,
-		Args:  cobra.ExactArgs(2),
+		Use:               op.use + " PROFILE KERNEL",
+		Short:             op.short,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeProfileKernels(f, kernelArgs{max: 1, kqOnly: true}),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Profile, opts.Kernel, opts.Flags = args[0], args[1], c.Flags()
 			if runF != nil {
