@@ -167,3 +167,29 @@ func describeKernel(e launcher.KernelEntry) string {
 	parts = append(parts, fmt.Sprintf("%s old", time.Duration(e.AgeSeconds)*time.Second))
 	return strings.Join(parts, ", ")
 }
+
+// initCompletion adds cobra's "completion" command now (cobra would add it
+// only at Execute, too late for the generated docs) and makes a shell it
+// has no script for a usage error rather than a silent help page.
+func initCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Long += `
+Profile names from the config and Host aliases from the ssh config (with its
+Includes) complete wherever a PROFILE goes; kernel ids complete for attach,
+stop, interrupt and restart when the host answers without a prompt within a
+few seconds. --config, -F and exported KQ_CONFIG and KQ_SSH_CONFIG apply.
+`
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError(c, "name a shell: bash, zsh, fish or powershell")
+			}
+			return &usageErr{msg: fmt.Sprintf("no completion script for shell %q", args[0]),
+				hint: "kq completion bash|zsh|fish|powershell"}
+		}
+	}
+}
