@@ -53,7 +53,9 @@ func completeProfileKernels(f *Factory, k kernelArgs) cobra.CompletionFunc {
 		if len(args) == 0 {
 			return profileCandidates(f, c.Flags(), toComplete), cobra.ShellCompDirectiveNoFileComp
 		}
-		if c.ArgsLenAtDash() >= 0 || (k.max > 0 && len(args) > k.max) {
+		// (ArgsLenAtDash is no help here: cobra parses the line once with
+		// a "--" added, and pflag keeps that count.)
+		if k.max > 0 && len(args) > k.max {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		return kernelCandidates(f, c.Flags(), args[0], args[1:], k.kqOnly, toComplete), cobra.ShellCompDirectiveNoFileComp
