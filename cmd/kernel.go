@@ -30,10 +30,9 @@ func NewCmdKernel(f *Factory, runF func(*KernelOptions) error) *cobra.Command {
 	opts := &KernelOptions{Factory: f}
 	var long string
 	c := &cobra.Command{
-		Use:               "kernel PROFILE -f CONNECTION_FILE",
-		Short:             "Be the kernel a Jupyter kernel manager launches (JupyterLab, Notebook, VS Code, nbconvert): run the remote kernel on the manager's ports and key",
-		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeProfile(f),
+		Use:   "kernel PROFILE -f CONNECTION_FILE",
+		Short: "Be the kernel a Jupyter kernel manager launches (JupyterLab, Notebook, VS Code, nbconvert): run the remote kernel on the manager's ports and key",
+		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Profile, opts.Flags = args[0], c.Flags()
 			if opts.ConnectionFile == "" {
@@ -54,6 +53,7 @@ func NewCmdKernel(f *Factory, runF func(*KernelOptions) error) *cobra.Command {
 	c.Flags().StringVar(&long, "f", "", "same as -f")
 	_ = c.Flags().MarkHidden("f")
 	addSettingFlags(c.Flags(), profiles.SettingKernel, profiles.SettingJump)
+	c.ValidArgsFunction = completeProfile(f)
 	return c
 }
 

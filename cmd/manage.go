@@ -31,10 +31,9 @@ type LsOptions struct {
 func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 	opts := &LsOptions{Factory: f}
 	c := &cobra.Command{
-		Use:               "ls PROFILE",
-		Short:             "List the kernels in the remote runtime dir (started by kq or not)",
-		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeProfile(f),
+		Use:   "ls PROFILE",
+		Short: "List the kernels in the remote runtime dir (started by kq or not)",
+		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Profile, opts.Flags = args[0], c.Flags()
 			if runF != nil {
@@ -45,6 +44,7 @@ func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 	}
 	c.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 	addSettingFlags(c.Flags(), profiles.SettingJump)
+	c.ValidArgsFunction = completeProfile(f)
 	return c
 }
 
@@ -112,10 +112,9 @@ type StopOptions struct {
 func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
 	opts := &StopOptions{Factory: f}
 	c := &cobra.Command{
-		Use:               "stop PROFILE [KERNEL...] [--all-kq]",
-		Short:             "Shut kernels down gracefully (shutdown_request, then signals) and remove their files",
-		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: completeProfileKernels(f, kernelArgs{}),
+		Use:   "stop PROFILE [KERNEL...] [--all-kq]",
+		Short: "Shut kernels down gracefully (shutdown_request, then signals) and remove their files",
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) < 2 && !opts.AllKQ {
 				return usageError(c, "name the kernels to stop, or pass --all-kq")
@@ -131,6 +130,7 @@ func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
 	}
 	c.Flags().BoolVar(&opts.AllKQ, "all-kq", false, "stop every kernel kq started in the remote runtime dir")
 	addSettingFlags(c.Flags(), profiles.SettingJump)
+	c.ValidArgsFunction = completeProfileKernels(f, kernelArgs{})
 	return c
 }
 
@@ -174,10 +174,9 @@ func NewCmdRestart(f *Factory, runF func(*SignalOptions) error) *cobra.Command {
 func newCmdSignal(f *Factory, op signalOp, runF func(*SignalOptions) error) *cobra.Command {
 	opts := &SignalOptions{Factory: f, Op: op.use}
 	c := &cobra.Command{
-		Use:               op.use + " PROFILE KERNEL",
-		Short:             op.short,
-		Args:              cobra.ExactArgs(2),
-		ValidArgsFunction: completeProfileKernels(f, kernelArgs{max: 1, kqOnly: true}),
+		Use:   op.use + " PROFILE KERNEL",
+		Short: op.short,
+		Args:  cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Profile, opts.Kernel, opts.Flags = args[0], args[1], c.Flags()
 			if runF != nil {
@@ -189,5 +188,6 @@ func newCmdSignal(f *Factory, op signalOp, runF func(*SignalOptions) error) *cob
 		},
 	}
 	addSettingFlags(c.Flags(), profiles.SettingJump)
+	c.ValidArgsFunction = completeProfileKernels(f, kernelArgs{max: 1, kqOnly: true}) // kq's kernels only
 	return c
 }
