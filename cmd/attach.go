@@ -38,6 +38,8 @@ func NewCmdAttach(f *Factory, runF func(*AttachOptions) error) *cobra.Command {
 		Use:   "attach PROFILE KERNEL|- [-- FRONTEND-ARGS]",
 		Short: "Open a session on an existing kernel (by id, file name or path; - reads %connect_info JSON from stdin)",
 		Args:  cobra.MinimumNArgs(2),
+		// The kernel may also be a file name or "-"; ids are what ls shows.
+		ValidArgsFunction: completeProfileKernels(f, kernelArgs{max: 1}),
 		RunE: func(c *cobra.Command, args []string) error {
 			args, opts.FrontendArgs = splitAtDash(c, args)
 			if len(args) != 2 {

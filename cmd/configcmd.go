@@ -17,9 +17,7 @@ func NewCmdConfig(f *Factory) *cobra.Command {
 		Use:   "config",
 		Short: "Write an example config file, or print where kq looks for it",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			return usageError(c, "want a subcommand: init or path")
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return c.Help() },
 	}
 	c.AddCommand(&cobra.Command{
 		Use:   "init",

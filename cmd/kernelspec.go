@@ -68,6 +68,8 @@ func NewCmdKernelspecInstall(f *Factory, runF func(*KernelspecInstallOptions) er
 		Use:   "install PROFILE [--name NAME] [--display-name TEXT] [--user | --sys-prefix | --prefix DIR]",
 		Short: "Make PROFILE a kernel in Jupyter's kernel pickers (runs kq kernel PROFILE)",
 		Args:  cobra.ExactArgs(1),
+		// The spec's name is the profile's: the same names complete.
+		ValidArgsFunction: completeProfile(f),
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.Profile, opts.Flags = args[0], c.Flags()
 			if err := opts.validate(c); err != nil {

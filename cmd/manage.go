@@ -44,6 +44,7 @@ func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 	}
 	c.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
 	addSettingFlags(c.Flags(), profiles.SettingJump)
+	c.ValidArgsFunction = completeProfile(f)
 	return c
 }
 
@@ -129,6 +130,7 @@ func NewCmdStop(f *Factory, runF func(*StopOptions) error) *cobra.Command {
 	}
 	c.Flags().BoolVar(&opts.AllKQ, "all-kq", false, "stop every kernel kq started in the remote runtime dir")
 	addSettingFlags(c.Flags(), profiles.SettingJump)
+	c.ValidArgsFunction = completeProfileKernels(f, kernelArgs{})
 	return c
 }
 
@@ -186,5 +188,6 @@ func newCmdSignal(f *Factory, op signalOp, runF func(*SignalOptions) error) *cob
 		},
 	}
 	addSettingFlags(c.Flags(), profiles.SettingJump)
+	c.ValidArgsFunction = completeProfileKernels(f, kernelArgs{max: 1, kqOnly: true}) // kq's kernels only
 	return c
 }

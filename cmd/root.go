@@ -128,6 +128,8 @@ and stops the kernel and removes every file it made when the frontend exits.
 	root.AddCommand(NewCmdRun(f, nil), NewCmdLs(f, nil), NewCmdAttach(f, nil), NewCmdStop(f, nil),
 		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil), NewCmdKernel(f, nil), NewCmdKernelspec(f))
 	root.AddCommand(NewCmdConfig(f), NewCmdProfiles(f))
+	initCompletion(root)
+	addHelpTopics(root) // last: a topic joins a command of its name
 	return root
 }
 

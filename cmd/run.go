@@ -44,6 +44,7 @@ func NewCmdRun(f *Factory, runF func(*RunOptions) error) *cobra.Command {
 // gets them too, which is what makes "kq PROFILE" mean "kq run PROFILE".
 func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
 	opts := &RunOptions{Factory: f}
+	c.ValidArgsFunction = completeProfile(f)
 	fs := c.Flags()
 	addSettingFlags(fs, profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -27,5 +28,22 @@ func TestScripts(t *testing.T) {
 			env.Setenv("JUPYTER_RUNTIME_DIR", env.WorkDir+"/runtime")
 			return nil
 		},
+		Condition: scriptCondition,
 	})
 }
+
+// scriptCondition answers the scripts' own [conditions]: bashcompletion
+// is whether the bash-completion package (which cobra's bash script
+// needs) is installed.
+func scriptCondition(cond string) (bool, error) {
+	switch cond {
+	case "bashcompletion":
+		_, err := os.Stat(bashCompletion)
+		return err == nil, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
+// bashCompletion is where Debian's bash-completion package keeps its
+// functions.
+const bashCompletion = "/usr/share/bash-completion/bash_completion"

@@ -2,8 +2,7 @@ package cmd
 
 import (
 	"net"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/kq-dev/kq/config"
@@ -37,7 +36,7 @@ func (f *Factory) loadTarget(name string, flags *pflag.FlagSet) (target, error) 
 	if _, ok := file.Profiles[name]; ok {
 		return t, nil
 	}
-	if looksLikeHost(name) || isSSHAlias(name, sshConfigFor(file, flags)) {
+	if looksLikeHost(name) || isSSHAlias(name, file, flags) {
 		t.zeroConfig = true
 	}
 	return t, nil
@@ -67,37 +66,9 @@ func looksLikeHost(name string) bool {
 	return strings.ContainsAny(name, ".@:")
 }
 
-// sshConfigFor is the ssh config the target would be resolved with: -F,
-// KQ_SSH_CONFIG, the config's defaults:, else "" (the user's own).
-func sshConfigFor(file *config.File, flags *pflag.FlagSet) string {
-	if flags != nil {
-		if fl := flags.Lookup(profiles.SettingSSHConfig.Flag); fl != nil && fl.Changed {
-			return fl.Value.String()
-		}
-	}
-	if v := os.Getenv(profiles.SettingSSHConfig.Env); v != "" {
-		return v
-	}
-	if file.Defaults.SSHConfig != nil {
-		return *file.Defaults.SSHConfig
-	}
-	return ""
-}
-
 // isSSHAlias reports whether name is a literal Host alias of the ssh
-// config (patterns with wildcards or negations are not aliases).
-func isSSHAlias(name, sshConfig string) bool {
-	if sshConfig == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return false
-		}
-		sshConfig = filepath.Join(home, ".ssh", "config")
-	}
-	for _, a := range profiles.SSHHostAliases(sshConfig) {
-		if a == name {
-			return true
-		}
-	}
-	return false
+// config the target would be resolved with (patterns with wildcards or
+// negations are not aliases).
+func isSSHAlias(name string, file *config.File, flags *pflag.FlagSet) bool {
+	return slices.Contains((profiles.SSHResolver{}).HostAliases(completionSSHConfig(file, flags)), name)
 }

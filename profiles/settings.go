@@ -71,6 +71,10 @@ type Setting struct {
 	Shorthand string
 	// Usage is the flag's help text.
 	Usage string
+	// Doc explains the setting in "kq help config" and docs/config.md:
+	// what it does, its default, how it combines. Every setting has one
+	// (a test fails otherwise); backquotes mark literal text.
+	Doc string
 	// Kind is the type of its value.
 	Kind Kind
 
@@ -103,47 +107,61 @@ func (s *Setting) Resolved(p Profile) any { return s.field.resolved(p) }
 var (
 	// SettingHost is the host: "[user@]host[:port]" or an ssh_config alias.
 	SettingHost = &Setting{Key: "host", Env: "KQ_HOST", Kind: KindString,
+		Doc:   "The machine the kernel runs on: an ssh config `Host` alias or `[user@]host[:port]`. Its user, port, keys and known_hosts come from the ssh config as `ssh -G` shows them. Every profile needs one.",
 		field: pointer(func(l *Layer) **string { return &l.Host }, func(p *Profile) *string { return &p.Host })}
 	// SettingJump is the ProxyJump-style chain of jump hosts.
 	SettingJump = &Setting{Key: "jump", Env: "KQ_JUMP", Flag: "jump", Kind: KindString,
 		Usage: `jump hosts "HOST[,HOST]" like ssh -J ("none": ignore ssh config's ProxyJump)`,
+		Doc:   "Jump hosts to reach `host` through, `HOST[,HOST]` as `ssh -J` takes them, all over one TCP connection; `none` ignores the ssh config's `ProxyJump`. Empty: the ssh config decides.",
 		field: pointer(func(l *Layer) **string { return &l.Jump }, func(p *Profile) *string { return &p.Jump })}
 	// SettingSSHConfig is the ssh_config file used instead of the user's.
 	SettingSSHConfig = &Setting{Key: "ssh_config", Env: "KQ_SSH_CONFIG", Flag: "ssh-config", Shorthand: "F",
 		Kind: KindString, Usage: "ssh config file to use instead of ~/.ssh/config (like ssh -F)",
+		Doc:   "An ssh config file read instead of `~/.ssh/config` and `/etc/ssh/ssh_config`, as `ssh -F FILE` would; `~` is your home directory.",
 		field: pointer(func(l *Layer) **string { return &l.SSHConfig }, func(p *Profile) *string { return &p.SSHConfig })}
 	// SettingRuntimeDir is the remote directory of the connection file.
 	SettingRuntimeDir = &Setting{Key: "runtime_dir", Env: "KQ_RUNTIME_DIR", Kind: KindString,
+		Doc:   "The remote directory of the kernel's connection file and kq's files beside it; it must be yours and writable by nobody else. Empty: the server's `jupyter --runtime-dir`, else `~/.local/share/jupyter/runtime`.",
 		field: pointer(func(l *Layer) **string { return &l.RuntimeDir }, func(p *Profile) *string { return &p.RuntimeDir })}
 	// SettingKernel is the remote command that starts a kernel.
 	SettingKernel = &Setting{Key: "kernel", Env: "KQ_KERNEL", Flag: "kernel", Kind: KindString,
 		Usage: "remote kernel command for this run (kq appends -f FILE)",
+		Doc:   "The remote command that starts the kernel; kq appends `-f FILE`. Read as a shell reads it (`VAR=1 python3 -m ipykernel_launcher` works); a trailing comment, `;`, `&` or `|` is refused. Default: `python3 -m ipykernel_launcher`.",
 		field: pointer(func(l *Layer) **string { return &l.Kernel }, func(p *Profile) *string { return &p.Kernel })}
 	// SettingKernelIP is where the kernel listens, as seen from the host.
 	SettingKernelIP = &Setting{Key: "kernel_ip", Env: "KQ_KERNEL_IP", Kind: KindString,
+		Doc:   "Where the kernel listens, as seen from `host`. Empty: 127.0.0.1 on `host` itself. An address (a compute node's): kq adds `--ip=ADDR` to the kernel command and forwards to it. `auto`: the address the kernel writes in its connection file.",
 		field: pointer(func(l *Layer) **string { return &l.KernelIP }, func(p *Profile) *string { return &p.KernelIP })}
 	// SettingWorkdir is the kernel's remote working directory.
 	SettingWorkdir = &Setting{Key: "workdir", Env: "KQ_WORKDIR", Kind: KindString,
+		Doc:   "The kernel's remote working directory, a directory name (never shell code). Empty: where the login starts, normally your home directory.",
 		field: pointer(func(l *Layer) **string { return &l.Workdir }, func(p *Profile) *string { return &p.Workdir })}
 	// SettingEnv is added to the kernel's environment, merged name by name
 	// across layers.
-	SettingEnv = &Setting{Key: "env", Kind: KindVars, field: varsField{}}
+	SettingEnv = &Setting{Key: "env", Kind: KindVars,
+		Doc:   "Variables added to the kernel's environment, a mapping `NAME: value` whose names keep their case; `defaults:` and the profile merge name by name. Values travel on the SSH channel, never on a command line. No `KQ_*` variable or flag.",
+		field: varsField{}}
 	// SettingLinger is how long the kernel outlives a vanished kq.
 	SettingLinger = &Setting{Key: "linger", Env: "KQ_LINGER", Kind: KindDuration,
+		Doc:   "How long the remote kernel outlives a kq that vanished (killed, laptop gone, a link that never came back) before the server's watchdog stops it and removes its files. Default: 5m.",
 		field: pointer(func(l *Layer) **time.Duration { return &l.Linger }, func(p *Profile) *time.Duration { return &p.Linger })}
 	// SettingFrontend is the local frontend's argv.
 	SettingFrontend = &Setting{Key: "frontend", Env: "KQ_FRONTEND", Flag: "frontend", Kind: KindCommand,
 		Usage: `frontend command for this run, split like a shell would ("{connection_file}" is replaced)`,
+		Doc:   "The local frontend's argv: a YAML list, or one string split as a shell would. `{kernel}` makes the frontend own the kernel (a transient kernelspec that runs `kq kernel`); `{connection_file}` gives it the local connection file instead. Words after `--` on the command line are appended. Default: `jupyter qtconsole --kernel {kernel}`.",
 		field: wordsField{}}
 	// SettingKeep leaves the kernel running when the session ends.
 	SettingKeep = &Setting{Key: "keep", Env: "KQ_KEEP", Flag: "keep", Kind: KindBool,
 		Usage: "leave the kernel running when the session ends and print its connection file",
+		Doc:   "Leave the remote kernel running when the session ends, until `kq stop`, and print its connection file. Default: false.",
 		field: pointer(func(l *Layer) **bool { return &l.Keep }, func(p *Profile) *bool { return &p.Keep })}
 	// SettingKeepalive is the interval of keepalive requests.
 	SettingKeepalive = &Setting{Key: "keepalive", Env: "KQ_KEEPALIVE", Kind: KindInterval,
+		Doc:   "The interval of SSH keepalive requests on every hop; a link that misses `keepalive_count` of them in a row counts as dead and kq reconnects. Unset or 0: the ssh config's `ServerAliveInterval`, else 5s.",
 		field: pointer(func(l *Layer) **time.Duration { return &l.Keepalive }, func(p *Profile) *time.Duration { return &p.Keepalive })}
 	// SettingKeepaliveCount is how many keepalives may go unanswered.
 	SettingKeepaliveCount = &Setting{Key: "keepalive_count", Env: "KQ_KEEPALIVE_COUNT", Kind: KindCount,
+		Doc:   "How many keepalives in a row may go unanswered before the link counts as dead. Unset: the ssh config's `ServerAliveCountMax`, else 3.",
 		field: pointer(func(l *Layer) **int { return &l.KeepaliveCount }, func(p *Profile) *int { return &p.KeepaliveCount })}
 )
 
