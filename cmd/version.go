@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/kq-dev/kq/config"
@@ -23,6 +25,14 @@ var (
 
 // devVersion is Version's value in a build that did not set it.
 const devVersion = "0.1.0-dev"
+
+// releaseVersion is a module version "go install ...@v1.2.3" stamps;
+// pseudoVersion is the one a build from an untagged checkout gets
+// (v0.0.0-20261201232333-7fe5dc35d4e3), which says less than the commit.
+var (
+	releaseVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
+	pseudoVersion  = regexp.MustCompile(`\d{14}-[0-9a-f]{12}$`)
+)
 
 // buildInfo is runtime/debug.ReadBuildInfo, swapped in tests.
 var buildInfo = debug.ReadBuildInfo
@@ -48,8 +58,8 @@ func resolveBuild(version, commit, date string, info *debug.BuildInfo) build {
 	if info == nil {
 		return b
 	}
-	if b.version == devVersion && info.Main.Version != "" && info.Main.Version != "(devel)" {
-		b.version = info.Main.Version
+	if v := info.Main.Version; b.version == devVersion && releaseVersion.MatchString(v) && !pseudoVersion.MatchString(v) {
+		b.version = strings.TrimPrefix(v, "v")
 	}
 	for _, s := range info.Settings {
 		switch {
