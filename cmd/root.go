@@ -26,8 +26,9 @@ import (
 	"golang.org/x/term"
 )
 
-// Version is kq's version; release builds set it with -ldflags "-X".
-var Version = "0.1.0-dev"
+// Version is kq's version; release builds set it with -ldflags "-X" (see
+// Commit and Date in version.go).
+var Version = devVersion
 
 // Exit codes, as documented in DESIGN.md and the README.
 const (
@@ -113,7 +114,7 @@ ports over one SSH connection, runs the frontend on a local connection file,
 and stops the kernel and removes every file it made when the frontend exits.
 
 "kq PROFILE" is short for "kq run PROFILE".`,
-		Version:       Version,
+		Version:       thisBuild().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -127,8 +128,9 @@ and stops the kernel and removes every file it made when the frontend exits.
 	bindRun(root, f, nil)
 	root.AddCommand(NewCmdRun(f, nil), NewCmdLs(f, nil), NewCmdAttach(f, nil), NewCmdStop(f, nil),
 		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil), NewCmdKernel(f, nil), NewCmdKernelspec(f))
-	root.AddCommand(NewCmdConfig(f), NewCmdProfiles(f))
+	root.AddCommand(NewCmdConfig(f), NewCmdProfiles(f), NewCmdMan(f))
 	initCompletion(root)
+	addHelpFooter(root, f)
 	addHelpTopics(root) // last: a topic joins a command of its name
 	return root
 }
