@@ -132,6 +132,7 @@ and stops the kernel and removes every file it made when the frontend exits.
 	initCompletion(root)
 	addHelpFooter(root, f)
 	addHelpTopics(root) // last: a topic joins a command of its name
+	usageArgs(root)
 	return root
 }
 
@@ -203,4 +204,30 @@ func exitCode(err error) int {
 		return ExitKernel
 	}
 	return ExitError
+}
+
+// usageArgs makes every argument-count error in the tree a usage error
+// (exit 2, with a hint), as flag errors are: cobra's own validators return
+// plain errors. A runnable command with subcommands refuses an unknown one
+// the same way.
+func usageArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
+	check := c.Args
+	if check == nil && c.HasSubCommands() && c.Runnable() {
+		check = cobra.NoArgs
+	}
+	if check == nil {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			if cmd.HasSubCommands() && len(args) > 0 {
+				return usageError(cmd, fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath()))
+			}
+			return usageError(cmd, err.Error())
+		}
+		return nil
+	}
 }
