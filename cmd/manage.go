@@ -77,6 +77,9 @@ func printEntries(w io.Writer, entries []launcher.KernelEntry) error {
 		if e.Alive {
 			state = "alive"
 		}
+		if e.Spare {
+			state += " (spare)"
+		}
 		held := "no"
 		switch {
 		case e.Held:

@@ -53,6 +53,7 @@ var kindDocs = map[profiles.Kind]string{
 	profiles.KindInterval: "a duration greater than zero (in YAML, 0 means: as the ssh config says)",
 	profiles.KindBool:     "`true` or `false` (in `KQ_*`: also 1/0, yes/no, on/off)",
 	profiles.KindCount:    "a whole number, at least 1",
+	profiles.KindNumber:   "a whole number, at least 0",
 	profiles.KindCommand:  "a YAML list of words, or one string split as a shell would split it",
 	profiles.KindVars:     "a YAML mapping of variable names to strings",
 }

@@ -329,6 +329,12 @@ func parseString(k profiles.Kind, s string) (any, error) {
 		return d, nil
 	case profiles.KindBool:
 		return parseBool(s)
+	case profiles.KindNumber:
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, &valueError{want: "a whole number of at least 0", got: s, err: err}
+		}
+		return n, nil
 	case profiles.KindCount:
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {

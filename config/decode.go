@@ -71,6 +71,8 @@ func (d decoder) value(k profiles.Kind, n *yaml.Node, key string) (any, error) {
 		return d.duration(n, key)
 	case profiles.KindBool:
 		return d.boolean(n, key)
+	case profiles.KindNumber:
+		return d.number(n, key)
 	case profiles.KindCount:
 		return d.count(n, key)
 	case profiles.KindCommand:
@@ -170,6 +172,14 @@ func (d decoder) command(n *yaml.Node, key string) ([]string, error) {
 		return words, nil
 	}
 	return nil, d.errf(n, key, "want a list of words or a command string, got %s", kindName(n))
+}
+
+func (d decoder) number(n *yaml.Node, key string) (int, error) {
+	var c int
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&c) != nil || c < 0 {
+		return 0, d.errf(n, key, "want a whole number of at least 0, got %s", kindName(n))
+	}
+	return c, nil
 }
 
 func (d decoder) count(n *yaml.Node, key string) (int, error) {

@@ -23,6 +23,8 @@ defaults:
   # keep: false             # leave the kernel running when the session ends
   # keepalive: 15s          # default: ssh config's ServerAliveInterval, else built in
   # keepalive_count: 3
+  # warm: 1                 # keep a spare kernel started on the host (sessions given a connection file)
+  # warm_code: import numpy # run by every kernel as it starts, so a spare has its imports done
 
 profiles:
   # kq server-gpu

@@ -24,6 +24,7 @@ var forms = map[profiles.Kind]struct {
 	profiles.KindInterval: {"3s", "3s", 3 * time.Second},
 	profiles.KindBool:     {"true", "yes", true},
 	profiles.KindCount:    {"4", "4", 4},
+	profiles.KindNumber:   {"1", "1", 1},
 	profiles.KindCommand:  {`[a, "b c"]`, `a "b c"`, []string{"a", "b c"}},
 	profiles.KindVars:     {`{CUDA_VISIBLE_DEVICES: "0"}`, "", map[string]string{"CUDA_VISIBLE_DEVICES": "0"}},
 }

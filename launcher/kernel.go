@@ -9,7 +9,7 @@ import (
 // passed to the kernel as --ip; "auto" leaves the address to the kernel.
 func newKernelSpec(p profiles.Profile, id string) remote.KernelSpec {
 	k := remote.KernelSpec{Command: p.Kernel, RuntimeDir: p.RuntimeDir, Workdir: p.Workdir, Env: p.Env,
-		ID: id, Linger: p.Linger, Keep: p.Keep}
+		ID: id, Linger: p.Linger, Keep: p.Keep, Warm: p.Warm > 0, WarmCode: p.WarmCode}
 	if p.KernelIP != "auto" {
 		k.IP = p.KernelIP
 	}

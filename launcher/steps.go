@@ -134,6 +134,9 @@ func (s *session) startKernel(ctx context.Context, host profiles.SSHSettings) er
 	s.k = k
 	if h := s.now().hold; h != nil {
 		how := map[bool]string{true: "attached", false: "started"}[s.o.Attach != nil]
+		if h.Warm {
+			how = "taken warm (a spare; a new one starts behind it)"
+		}
 		s.log.step("kernel %s on %s in %s (pid %d, %s)", how, host.Alias, since(t0), h.PID, h.Path)
 	}
 	return nil
@@ -166,9 +169,19 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	if err != nil {
 		return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
 	}
-	k.rt, k.id = path.Dir(h.Path), spec.ID
+	k.rt, k.id = path.Dir(h.Path), kernelID(h.Path, spec.ID)
 	s.hold(h, k)
 	return h.JSON, h.Path, nil
+}
+
+// kernelID is the id in a kq connection file's name (a warm session's
+// kernel is the spare's, not the one it asked for), else fallback.
+func kernelID(file, fallback string) string {
+	name := path.Base(file)
+	if id, ok := strings.CutPrefix(strings.TrimSuffix(name, ".json"), "kernel-kq-"); ok && strings.HasSuffix(name, ".json") && id != "" {
+		return id
+	}
+	return fallback
 }
 
 // attach finds the kernel kq attach names: a kq kernel is held like one

@@ -75,6 +75,10 @@ type Layer struct {
 	Keepalive *time.Duration
 	// KeepaliveCount is SettingKeepaliveCount.
 	KeepaliveCount *int
+	// Warm is SettingWarm.
+	Warm *int
+	// WarmCode is SettingWarmCode.
+	WarmCode *string
 }
 
 // Profile is the fully resolved description of one session.
@@ -110,6 +114,10 @@ type Profile struct {
 	Keepalive time.Duration
 	// KeepaliveCount: see Keepalive.
 	KeepaliveCount int
+	// Warm is how many spare kernels kq keeps started on the host (0 or 1).
+	Warm int
+	// WarmCode is run by the kernel as it starts (ipykernel's exec_lines).
+	WarmCode string
 }
 
 // Resolve folds layers in order (later wins) over the built-in defaults,
@@ -154,6 +162,9 @@ func (p Profile) Validate() error {
 	}
 	if p.Linger < 0 {
 		return fmt.Errorf("%w %q: linger: negative duration %s", ErrInvalid, p.Name, p.Linger)
+	}
+	if p.Warm < 0 || p.Warm > 1 {
+		return fmt.Errorf("%w %q: warm is %d; kq keeps 0 or 1 spare kernels", ErrInvalid, p.Name, p.Warm)
 	}
 	if p.Keepalive < 0 || p.KeepaliveCount < 0 {
 		return fmt.Errorf("%w %q: keepalive: negative value", ErrInvalid, p.Name)

@@ -28,6 +28,8 @@ const (
 	// KindCommand is a []string: a list of words, or one string split as a
 	// shell would.
 	KindCommand
+	// KindNumber is an int of at least 0.
+	KindNumber
 	// KindVars is a map[string]string whose names keep their case; it has
 	// no string form, so no KQ_* variable or flag.
 	KindVars
@@ -50,6 +52,8 @@ func (k Kind) String() string {
 		return "command"
 	case KindVars:
 		return "vars"
+	case KindNumber:
+		return "number"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -163,6 +167,17 @@ var (
 	SettingKeepaliveCount = &Setting{Key: "keepalive_count", Env: "KQ_KEEPALIVE_COUNT", Kind: KindCount,
 		Doc:   "How many keepalives in a row may go unanswered before the link counts as dead. Unset: the ssh config's `ServerAliveCountMax`, else 3.",
 		field: pointer(func(l *Layer) **int { return &l.KeepaliveCount }, func(p *Profile) *int { return &p.KeepaliveCount })}
+	// SettingWarm is how many spare kernels kq keeps started on the host.
+	SettingWarm = &Setting{Key: "warm", Env: "KQ_WARM", Kind: KindNumber,
+		Doc: "Spare kernels kept started on the host, 0 or 1. With 1, a session takes the spare (no kernel start to wait for) and a new one starts behind it; " +
+			"a spare no session takes is stopped after `linger`. For frontends given a connection file; a frontend that owns its kernel ({kernel}) brings its own key, so it gets a fresh kernel.",
+		field: pointer(func(l *Layer) **int { return &l.Warm }, func(p *Profile) *int { return &p.Warm })}
+	// SettingWarmCode is Python run in each kernel of a warm profile
+	// before a session gets it.
+	SettingWarmCode = &Setting{Key: "warm_code", Env: "KQ_WARM_CODE", Kind: KindString,
+		Doc: "Python the kernels of this profile run as they start (`import torch, numpy`), one statement per line, so a spare is handed out with its imports done. " +
+			"Needs ipykernel (it is passed as `--IPKernelApp.exec_lines`).",
+		field: pointer(func(l *Layer) **string { return &l.WarmCode }, func(p *Profile) *string { return &p.WarmCode })}
 )
 
 // Settings is the table: every setting a profile, defaults:, the
@@ -170,7 +185,7 @@ var (
 var Settings = []*Setting{
 	SettingHost, SettingJump, SettingSSHConfig, SettingRuntimeDir, SettingKernel, SettingKernelIP,
 	SettingWorkdir, SettingEnv, SettingLinger, SettingFrontend, SettingKeep, SettingKeepalive,
-	SettingKeepaliveCount,
+	SettingKeepaliveCount, SettingWarm, SettingWarmCode,
 }
 
 // Lookup returns the setting whose YAML key is key (case-sensitive, as YAML

@@ -26,6 +26,8 @@ var wantSettings = []struct{ key, env, flag string }{
 	{"keep", "KQ_KEEP", "keep"},
 	{"keepalive", "KQ_KEEPALIVE", ""},
 	{"keepalive_count", "KQ_KEEPALIVE_COUNT", ""},
+	{"warm", "KQ_WARM", ""},
+	{"warm_code", "KQ_WARM_CODE", ""},
 }
 
 // sample returns a value of s's kind that passes Validate and differs from
@@ -45,6 +47,8 @@ func sample(s *Setting) any {
 		return true
 	case KindCount:
 		return 4
+	case KindNumber:
+		return 1
 	case KindCommand:
 		return []string{"a", "b c"}
 	case KindVars:

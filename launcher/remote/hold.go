@@ -49,6 +49,9 @@ type Hold struct {
 	PID int
 	// JSON is the connection file's content.
 	JSON []byte
+	// Warm says the kernel is a spare this session took (warm: 1), not
+	// one it started.
+	Warm bool
 
 	waitErr   error // how the command ended; read after done is closed
 	mu        sync.Mutex
@@ -108,8 +111,12 @@ func (h *Hold) readLines(stdout io.Reader) {
 // a kernel slower to start than linger is not taken for an abandoned one.
 // On error nothing is left running remotely.
 func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
-	h, err := open(ctx, r, vars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.StartScript(),
-		preset: k.Preset, owner: k.Owner}, "op_start")
+	v := vars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.StartScript(),
+		preset: k.Preset, owner: k.Owner, warm: k.Warm && k.Preset == nil}
+	if v.warm {
+		v.flavor = k.Flavor()
+	}
+	h, err := open(ctx, r, v, "op_start")
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +211,7 @@ func (h *Hold) waitJSON(ctx context.Context) error {
 		case tagGone:
 			return kinds.With(kinds.Kernel, "", ErrGone)
 		case tagEnd:
-			h.Path, h.PID, h.JSON = h.p.file, h.p.pid, h.p.json
+			h.Path, h.PID, h.JSON, h.Warm = h.p.file, h.p.pid, h.p.json, h.p.warm
 			return nil
 		}
 		h.PID = h.p.pid // known before the JSON: a failed start is stopped by it

@@ -37,8 +37,12 @@ func TestTranscripts(t *testing.T) {
 					events = append(events, ev)
 				}
 			}
-			got, err := json.MarshalIndent(map[string]any{"file": p.file, "pid": p.pid, "errors": p.errs, "log": p.log,
-				"entries": entriesWithJSON(p.entries), "json": string(p.json), "final": p.final, "events": events}, "", "  ")
+			parsed := map[string]any{"file": p.file, "pid": p.pid, "errors": p.errs, "log": p.log,
+				"entries": entriesWithJSON(p.entries), "json": string(p.json), "final": p.final, "events": events}
+			if p.warm {
+				parsed["warm"] = true
+			}
+			got, err := json.MarshalIndent(parsed, "", "  ")
 			must(t, err)
 			golden := strings.TrimSuffix(f, ".transcript") + ".golden"
 			if *update {

@@ -30,6 +30,7 @@ const (
 	tagListEnd     = "KQ-END"
 	tagTick        = "KQ-TICK"
 	tagDied        = "KQ-DIED"
+	tagWarm        = "KQ-WARM"
 )
 
 // Entry is one kernel connection file in a host's runtime dir, as kq ls
@@ -53,6 +54,8 @@ type Entry struct {
 	Held bool `json:"held"`
 	// Kept is whether it stays up without any kq session (--keep, --detach).
 	Kept bool `json:"kept"`
+	// Spare is whether it is a warm spare no session has taken yet.
+	Spare bool `json:"spare"`
 	// JSON is its connection file's content.
 	JSON []byte `json:"-"`
 }
@@ -67,6 +70,7 @@ type parser struct {
 	log     []string // KQ-LOG lines (the kernel's output), keys redacted
 	entries []Entry
 	json    []byte // the last complete block outside a list
+	warm    bool   // the kernel is a spare the op took
 	final   string // the last tag that ends an op or a wait
 
 	inBlock bool
@@ -94,6 +98,8 @@ func (p *parser) feed(line string) string {
 		p.block.Reset()
 	case strings.HasPrefix(line, tagFile):
 		p.file = strings.TrimPrefix(line, tagFile)
+	case line == tagWarm:
+		p.warm = true
 	case strings.HasPrefix(line, tagPID):
 		p.pid, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
 	case strings.HasPrefix(line, tagError):
@@ -112,13 +118,13 @@ func (p *parser) feed(line string) string {
 	return ""
 }
 
-// parseEntry reads "FILE|AGE|KQ|PID|STATE|HELD|KEPT".
+// parseEntry reads "FILE|AGE|KQ|PID|STATE|HELD|KEPT|SPARE".
 func parseEntry(s string) (Entry, bool) {
 	f := strings.Split(s, "|")
-	if len(f) != 7 {
+	if len(f) != 8 {
 		return Entry{}, false
 	}
-	e := Entry{File: f[0], KQ: f[2] == "yes", Alive: f[4] == "alive", Held: f[5] == "yes", Kept: f[6] == "yes"}
+	e := Entry{File: f[0], KQ: f[2] == "yes", Alive: f[4] == "alive", Held: f[5] == "yes", Kept: f[6] == "yes", Spare: f[7] == "yes"}
 	e.AgeSeconds, _ = strconv.Atoi(f[1])
 	e.PID, _ = strconv.Atoi(f[3])
 	e.ID = strings.TrimSuffix(strings.TrimPrefix(path.Base(e.File), "kernel-"), ".json")

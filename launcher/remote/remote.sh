@@ -27,9 +27,14 @@
 #   kernel-kq-ID.starting    present until the connection file is sent; a
 #                      failed start reports the death itself, and keeps it
 #   kernel-kq-ID.wd    the watchdog's pid and its start time
+#   kernel-kq-ID.spare present while the kernel is a spare no session has
+#                      taken (warm: 1); it holds the spare's flavor (a hash
+#                      of its start script). Taking a spare, and the
+#                      watchdog's stopping of one that lingered, both begin
+#                      by removing this file: whoever removes it decides.
 
-# kq sets rt, id, linger, keep, start_script, path, grace, conn_json and
-# owner before this text.
+# kq sets rt, id, linger, keep, start_script, path, grace, conn_json,
+# owner, inotify, warm and flavor before this text.
 # replace_owner works on other kernels' files in a subshell, so its
 # assignments are local on purpose.
 # shellcheck disable=SC2154,SC2030,SC2031
@@ -60,10 +65,14 @@ default_rt() {
 }
 [ -n "$rt" ] || rt=$(default_rt) || rt=
 [ -n "$rt" ] || rt="$HOME/.local/share/jupyter/runtime"
-base="$rt/kernel-kq-$id"
-f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
-keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
-starting="$base.starting"
+# set_files points every per-kernel file name at kernel ID $1.
+set_files() {
+  id=$1; base="$rt/kernel-kq-$id"
+  f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
+  keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
+  starting="$base.starting"; spare="$base.spare"
+}
+set_files "$id"
 log_max=1048576
 
 # check_rt refuses a runtime dir that someone else could plant files in or
@@ -108,7 +117,7 @@ kill_kernel() {
   if alive; then signal_kernel TERM; waitgone 30; fi
   if alive; then signal_kernel KILL; waitgone 30; fi
 }
-cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap"; }
+cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap" "$spare"; }
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
 finish() {
@@ -154,7 +163,13 @@ watchdog() {
     alive || break
     if [ -e "$keepf" ]; then idle=0; continue; fi
     if [ -e "$hold" ]; then rm -f "$hold"; idle=0; else idle=$((idle+2)); fi
-    if [ "$idle" -ge "$linger" ]; then kill_kernel; break; fi
+    if [ "$idle" -ge "$linger" ]; then
+      # A spare is stopped only if this removes its marker; a session that
+      # took it meanwhile created the hold file before removing the marker.
+      if [ -e "$spare" ]; then rm "$spare" 2>/dev/null || { idle=0; continue; }
+      elif [ -e "$hold" ]; then idle=0; continue; fi
+      kill_kernel; break
+    fi
   done
   cleanup
 }
@@ -223,19 +238,26 @@ json_ready() {
 }
 
 # wake_on_changes makes fd 3 deliver a line whenever a file in the runtime
-# dir is written, closed after writing or moved there (inotifywait, where the
-# server has inotify-tools), and once a second regardless, so the wait
+# dir is written, closed after writing or moved there (inotifywait, where
+# the server has inotify-tools), and once a second regardless, so the wait
 # for the connection file is woken by the kernel's own write instead of
 # polling. Without inotifywait it returns 1 and the wait polls.
+# No open of the fifo blocks: this shell opens it read-write (fd 3), the
+# helpers get a write-only copy (fd 4, closed here) and no read end, so
+# once fd 3 is gone (this shell ended, however) their next write fails and
+# the ticker ends inotifywait and itself. The name is removed at once.
 wake_on_changes() {
   [ "$inotify" = 1 ] && command -v inotifywait >/dev/null 2>&1 || return 1
   ev="$base.ev"; rm -f "$ev"; mkfifo "$ev" 2>/dev/null || return 1
-  inotifywait -m -q -e close_write -e moved_to -e modify --format x "$rt" > "$ev" 2>/dev/null &
-  iw=$!
-  ( while sleep 1; do say t || exit 0; done ) > "$ev" &
-  tk=$!
-  exec 3< "$ev"
+  if ! ( exec 3<> "$ev" ) 2>/dev/null; then rm -f "$ev"; return 1; fi
+  exec 3<> "$ev"
+  exec 4> "$ev"
   rm -f "$ev"
+  inotifywait -m -q -e close_write -e moved_to -e modify --format x "$rt" 2>/dev/null >&4 3<&- &
+  iw=$!
+  ( trap '' PIPE; while sleep 1; do say t 2>/dev/null || break; done; kill "$iw" 2>/dev/null ) 2>/dev/null >&4 3<&- &
+  tk=$!
+  exec 4>&-
 }
 stop_waking() { [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }; }
 
@@ -253,7 +275,7 @@ wait_json() {
     fi
     # 1200 tenths of a second: the ticker's lines count ten, events none.
     if [ -z "$iw" ]; then sleep 0.1; i=$((i+1))
-    elif read -r ev <&3; then [ "$ev" = x ] || i=$((i+10))
+    elif read -r woke <&3; then [ "$woke" = x ] || i=$((i+10))
     else sleep 0.1; i=$((i+1)); fi
     if [ $i -gt 1200 ]; then stop_waking; say "KQ-ERROR no connection file after 120s"; say KQ-FAILED; exit 1; fi
   done
@@ -270,20 +292,70 @@ wait_json() {
 op_start() {
   mkdir -p "$rt" || { say "KQ-ERROR cannot create runtime dir $rt"; say KQ-FAILED; exit 1; }
   check_rt || { say KQ-FAILED; exit 1; }
+  if [ "$warm" = 1 ] && take_spare; then
+    say "KQ-FILE $f"; say KQ-WARM
+    [ "$keep" = 1 ] && : > "$keepf"
+    last=$(pid); last_start=$(started)
+    say "KQ-PID $last"
+    { wait_json && offer_spare; } &
+    extra=$!
+    hold; return
+  fi
   say "KQ-FILE $f"
   [ -n "$owner" ] && replace_owner
   [ -n "$conn_json" ] && say "$conn_json" > "$f"
   { say "umask $login_umask"; say "$start_script"; } > "$cmdf"
   [ "$keep" = 1 ] && : > "$keepf"
   : > "$starting"
-  spawn
-  last=$(pid); last_start=$(started)
+  launch
   say "KQ-PID $last"
-  ( trap '' HUP; watchdog ) </dev/null >/dev/null 2>&1 &
-  say "$! $(stamp $!)" > "$wdf"
-  wait_json &
+  { wait_json && offer_spare; } &
   extra=$!
   hold
+}
+
+# launch starts the kernel and its watchdog.
+launch() {
+  spawn
+  last=$(pid); last_start=$(started)
+  ( trap '' HUP; watchdog ) </dev/null >/dev/null 2>&1 &
+  say "$! $(stamp $!)" > "$wdf"
+}
+
+# take_spare takes a spare kernel of this flavor (warm: 1) for this
+# session, pointing the file names at it; it fails when there is none.
+take_spare() {
+  own=$id
+  for s in "$rt"/kernel-kq-*.spare; do
+    { [ -f "$s" ] && [ -O "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$flavor" ]; } || continue
+    i=${s##*/kernel-kq-}; set_files "${i%.spare}"; last=; last_start=
+    : > "$hold" # before the marker goes: the watchdog looks for one of the two
+    rm "$spare" 2>/dev/null || continue # another session, or the watchdog, was first
+    alive && return 0
+    kill_kernel; finish # a spare that died: clean up, look on
+  done
+  set_files "$own"; return 1
+}
+
+# offer_spare starts, once this session's kernel is up, the spare that
+# the next session of this flavor will take (unless one is there), in the
+# background and detached: it is its watchdog's from then on.
+offer_spare() {
+  [ "$warm" = 1 ] || return 0
+  ( trap '' HUP; new_spare ) </dev/null >/dev/null 2>&1 &
+}
+
+new_spare() {
+  for s in "$rt"/kernel-kq-*.spare; do
+    [ -f "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$flavor" ] && return 0
+  done
+  i=$(cat /proc/sys/kernel/random/uuid 2>/dev/null) || i=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  [ -n "$i" ] || return 0
+  set_files "$i"; owner=
+  { say "umask $login_umask"; say "$start_script"; } > "$cmdf"
+  : > "$starting"
+  launch
+  say "$flavor" > "$spare"
 }
 
 # replace_owner stops every other kq kernel of this owner (the kernel
@@ -293,9 +365,7 @@ replace_owner() (
   for m in "$rt"/kernel-kq-*.kq; do
     { [ -f "$m" ] && [ -O "$m" ] && [ "$m" != "$meta" ]; } || continue
     [ "$(sed -n 's/^owner=//p' "$m")" = "$owner" ] || continue
-    meta=$m; id=${m##*/kernel-kq-}; id=${id%.kq}; base="$rt/kernel-kq-$id"; last=; last_start=
-    f="$base.json"; log="$base.log"; hold="$base.hold"; keepf="$base.keep"; cmdf="$base.cmd"
-    restarting="$base.restarting"; starting="$base.starting"; wdf="$base.wd"
+    i=${m##*/kernel-kq-}; set_files "${i%.kq}"; last=; last_start=
     kill_kernel; finish
   done
 )
@@ -344,7 +414,7 @@ op_list() {
   now=$(date +%s)
   for j in "$rt"/kernel-*.json; do
     { [ -f "$j" ] && [ -O "$j" ]; } || continue
-    b=${j%.json}; kqk=no; st=-; held=no; kept=no; lp=-
+    b=${j%.json}; kqk=no; st=-; held=no; kept=no; lp=-; sp=no
     if [ -e "$b.kq" ]; then
       kqk=yes
       # alive() reads the kernel's own meta file; point it there.
@@ -353,8 +423,9 @@ op_list() {
     fi
     [ -e "$b.hold" ] && held=yes
     [ -e "$b.keep" ] && kept=yes
+    [ -e "$b.spare" ] && sp=yes
     mt=$(date -r "$j" +%s 2>/dev/null || stat -c %Y "$j" 2>/dev/null || say "$now")
-    say "KQ-ENTRY $j|$((now-mt))|$kqk|${lp:--}|$st|$held|$kept"
+    say "KQ-ENTRY $j|$((now-mt))|$kqk|${lp:--}|$st|$held|$kept|$sp"
     say KQ-JSON-BEGIN; cat "$j"; say; say KQ-JSON-END
   done
   say KQ-END

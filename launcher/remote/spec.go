@@ -6,7 +6,9 @@
 package remote
 
 import (
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"regexp"
@@ -55,6 +57,20 @@ type KernelSpec struct {
 	// manager's key); starting a kernel with an owner first stops any
 	// older kernel with the same owner, so a manager's restart leaves one.
 	Owner string
+	// Warm: take a spare kernel of the same flavor (start script and
+	// linger) when there is one, and leave a new spare behind (warm: 1).
+	// Not with Preset: a spare has a key of its own.
+	Warm bool
+	// WarmCode is Python the kernel runs as it starts, one statement per
+	// line (ipykernel's --IPKernelApp.exec_lines).
+	WarmCode string
+}
+
+// Flavor tells kernels apart that a warm session may take for each other:
+// the same start script (command, workdir, env:, warm_code) and linger.
+func (k KernelSpec) Flavor() string {
+	sum := sha256.Sum256([]byte(k.StartScript() + "\n" + k.Linger.String()))
+	return hex.EncodeToString(sum[:8])
 }
 
 // commandLine is the kernel command as the remote shell runs it, with the
@@ -63,6 +79,11 @@ func (k KernelSpec) commandLine() string {
 	cmd := strings.TrimSpace(k.Command)
 	if k.IP != "" {
 		cmd += " --ip=" + shQuote(k.IP)
+	}
+	for _, line := range strings.Split(k.WarmCode, "\n") {
+		if strings.TrimSpace(line) != "" {
+			cmd += " " + shQuote("--IPKernelApp.exec_lines="+line)
+		}
 	}
 	return cmd + ` -f "$1"`
 }
@@ -106,6 +127,8 @@ type vars struct {
 	preset  []byte // conn_json, for op_start
 	owner   string // for op_start
 	poll    bool   // for op_start: wait for the connection file by polling even where inotifywait exists (tests)
+	warm    bool   // for op_start: take a spare, leave one
+	flavor  string // for op_start with warm: which spares fit
 }
 
 // program is one op as a POSIX sh program, as sent on stdin: the
@@ -125,9 +148,13 @@ func program(v vars, op string) string {
 	if v.poll {
 		inotify = 0
 	}
-	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\nconn_json=%s\nowner=%s\ninotify=%d\n",
+	warm := 0
+	if v.warm {
+		warm = 1
+	}
+	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\nconn_json=%s\nowner=%s\ninotify=%d\nwarm=%d\nflavor=%s\n",
 		rt, shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), strconv.Itoa(v.graceDS),
-		shQuote(string(v.preset)), shQuote(v.owner), inotify)
+		shQuote(string(v.preset)), shQuote(v.owner), inotify, warm, shQuote(v.flavor))
 	b.WriteString(lib)
 	// One line, so the shell has read all of the program before the op
 	// runs and reads kq's lines itself.

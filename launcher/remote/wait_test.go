@@ -3,10 +3,13 @@
 package remote
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -39,6 +42,10 @@ func TestRemoteWaitForConnectionFile(t *testing.T) {
 				}
 				if !poll {
 					waitNoInotify(t, rt)
+				}
+				if left, _ := filepath.Glob(filepath.Join(rt, "*.ev")); len(left) > 0 {
+					st, _ := os.Lstat(left[0])
+					t.Errorf("the wait's fifo is left: %v (%v)", left, st.Mode())
 				}
 				r.send("kill")
 				r.until(tagStopped)
@@ -99,4 +106,70 @@ func TestRemoteRuntimeDirLikeJupyter(t *testing.T) {
 			t.Errorf("%v: runtime dir %q, jupyter says %q", env, got, want)
 		}
 	}
+}
+
+// TestRemoteWaitHelpersEndWithIt: when the shells of a start are killed
+// outright (SIGKILL: no trap runs) while they wait for the connection
+// file, inotifywait and its ticker end by themselves within seconds.
+func TestRemoteWaitHelpersEndWithIt(t *testing.T) {
+	if _, err := exec.LookPath("inotifywait"); err != nil {
+		t.Skip("no inotifywait (Debian: inotify-tools)")
+	}
+	rt := filepath.Join(t.TempDir(), "rt")
+	spec := KernelSpec{Command: fakeKernel(t, ""), RuntimeDir: rt, ID: "k", Linger: time.Minute}
+	r := runRemote(t, "/bin/sh", vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()}, "op_start")
+	for l := r.next(); !strings.HasPrefix(l, tagPID); l = r.next() {
+		if l == "" {
+			t.Fatal("no kernel pid")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !inotifyRunning(rt) {
+		if time.Now().After(deadline) {
+			t.Fatal("no inotifywait while the start waits")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range descendants(r.cmd.Process.Pid) {
+		if c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(c)) == "sh" || strings.TrimSpace(string(c)) == "dash" {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+	_ = r.cmd.Process.Kill()
+	waitNoInotify(t, rt)
+}
+
+func inotifyRunning(rt string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if c := string(b); strings.Contains(c, "inotifywait") && strings.Contains(c, rt) {
+			return true
+		}
+	}
+	return false
+}
+
+// descendants are the processes below pid, found by their parent pids.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, s := range stats {
+		b, _ := os.ReadFile(s)
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 {
+			p, _ := strconv.Atoi(filepath.Base(filepath.Dir(s)))
+			parent[p], _ = strconv.Atoi(f[1])
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
 }
