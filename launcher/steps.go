@@ -20,19 +20,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// frontendInstalled: nothing remote starts unless the frontend can run.
-func frontendInstalled(o Options) error {
-	if o.Detach {
-		return nil
-	}
-	argv := o.Profile.FrontendArgv("")
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		return withKind(ErrUsage, "install it, or choose another frontend with --frontend or the profile's frontend: key",
-			fmt.Errorf("frontend %q not found: %w", argv[0], errors.Unwrap(err)))
-	}
-	return nil
-}
-
 // dialed is a profile's host, reached: the resolved hops, the
 // authenticator (kept for reconnects), the chain, and the terminal the
 // prompts used, to close at the end.
