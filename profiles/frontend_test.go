@@ -49,7 +49,6 @@ func TestFrontendSettingShortcut(t *testing.T) {
 	}
 }
 
-
 func TestJupyterSubcommand(t *testing.T) {
 	for _, tt := range []struct {
 		argv []string
