@@ -31,6 +31,13 @@ type Authenticator struct {
 	// ProxyStderr, when set (kq -v), gets a ProxyCommand's stderr as it
 	// comes; without it the stderr is only shown when the command fails.
 	ProxyStderr io.Writer
+	// Dialed, when set, is called by Dial as each hop (0 the first) is
+	// connected, host-key checked and authenticated (kq doctor times each).
+	Dialed func(hop int)
+	// NeverRecord refuses a host key known_hosts does not have, whatever
+	// StrictHostKeyChecking says, and never writes known_hosts (kq doctor:
+	// a check changes nothing).
+	NeverRecord bool
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must
