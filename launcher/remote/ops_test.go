@@ -37,7 +37,7 @@ func TestTranscripts(t *testing.T) {
 					events = append(events, ev)
 				}
 			}
-			got, err := json.MarshalIndent(map[string]any{"file": p.file, "pid": p.pid, "errors": p.errs, "log": p.log,
+			got, err := json.MarshalIndent(map[string]any{"file": p.file, "dir": p.dir, "pid": p.pid, "errors": p.errs, "log": p.log,
 				"entries": entriesWithJSON(p.entries), "json": string(p.json), "final": p.final, "events": events}, "", "  ")
 			must(t, err)
 			golden := strings.TrimSuffix(f, ".transcript") + ".golden"

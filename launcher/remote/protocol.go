@@ -30,6 +30,7 @@ const (
 	tagListEnd     = "KQ-END"
 	tagTick        = "KQ-TICK"
 	tagDied        = "KQ-DIED"
+	tagDir         = "KQ-DIR "
 )
 
 // Entry is one kernel connection file in a host's runtime dir, as kq ls
@@ -62,6 +63,7 @@ type Entry struct {
 // KQ-JSON-END (a list's blocks go to their entries).
 type parser struct {
 	file    string
+	dir     string // a KQ-DIR line's text (op_rtcheck)
 	pid     int
 	errs    []string // KQ-ERROR lines, keys redacted
 	log     []string // KQ-LOG lines (the kernel's output), keys redacted
@@ -94,6 +96,8 @@ func (p *parser) feed(line string) string {
 		p.block.Reset()
 	case strings.HasPrefix(line, tagFile):
 		p.file = strings.TrimPrefix(line, tagFile)
+	case strings.HasPrefix(line, tagDir):
+		p.dir = strings.TrimPrefix(line, tagDir)
 	case strings.HasPrefix(line, tagPID):
 		p.pid, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
 	case strings.HasPrefix(line, tagError):
