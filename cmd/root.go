@@ -110,6 +110,7 @@ and stops the kernel and removes every file it made when the frontend exits.
 	bindRun(root, f, nil)
 	root.AddCommand(NewCmdRun(f, nil), NewCmdLs(f, nil), NewCmdAttach(f, nil), NewCmdStop(f, nil),
 		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil), NewCmdKernel(f, nil), NewCmdKernelspec(f))
+	root.AddCommand(NewCmdDoctor(f, nil))
 	return root
 }
 

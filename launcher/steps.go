@@ -33,6 +33,20 @@ type dialed struct {
 // dialProfile resolves the profile's hop chain (design step 1) and dials
 // it over one TCP connection (step 2).
 func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) {
+	hops, err := resolveHops(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	d := newDialed(o, log, hops)
+	if d.ch, err = sshx.Dial(ctx, d.auth, hops); err != nil {
+		d.closeTerminal()
+		return nil, err
+	}
+	return d, nil
+}
+
+// resolveHops resolves the profile's hop chain; -v shows each hop's source.
+func resolveHops(ctx context.Context, o Options, log reporter) ([]profiles.SSHSettings, error) {
 	p := o.Profile
 	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
 	if err != nil {
@@ -44,6 +58,12 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 			log.detail("%s: %s", h.Alias, n)
 		}
 	}
+	return hops, nil
+}
+
+// newDialed is the authenticator for hops, with the prompter o allows;
+// the chain is the caller's to dial.
+func newDialed(o Options, log reporter, hops []profiles.SSHSettings) *dialed {
 	pr := sshx.NewPrompter(o.StdinIsTerminal)
 	if o.NoPrompt {
 		pr = sshx.NoPrompts()
@@ -54,11 +74,7 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 	if log.verbose && !log.quiet {
 		d.auth.ProxyStderr = log.w // a ProxyCommand's stderr as it comes
 	}
-	if d.ch, err = sshx.Dial(ctx, d.auth, hops); err != nil {
-		d.closeTerminal()
-		return nil, err
-	}
-	return d, nil
+	return d
 }
 
 // connect reaches the host and watches the link from then on.
