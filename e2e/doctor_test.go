@@ -205,3 +205,29 @@ func makeUnwritable(t *testing.T, dir string) {
 	}
 	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
 }
+
+// TestDoctorJump: one line per hop, jump hosts first; a hop that fails
+// is named and the hops after it are skipped. The loopback sshd is its
+// own jump host.
+func TestDoctorJump(t *testing.T) {
+	d := newDoctorEnv(t)
+	d.writeConfig(map[string]profile{
+		"via":     d.profileFor("kqtest", d.sshConfig, profile{"jump": "kqtest"}),
+		"deadjmp": d.profileFor("kqtest", d.sshConfig, profile{"jump": "127.0.0.1:1"}),
+	})
+	out, checks, code := d.doctor("via")
+	wantChecks(t, checks, map[string]string{"jump kqtest": "PASS", "host kqtest": "PASS", "kernel": "PASS"})
+	if code != 0 || strings.Index(out, "jump kqtest") > strings.Index(out, "host kqtest") {
+		t.Errorf("exit %d; want 0 with the jump host's line first", code)
+	}
+	d.assertClean(nil, nil)
+	_, checks, code = d.doctor("deadjmp")
+	wantChecks(t, checks, map[string]string{"jump 127.0.0.1": "FAIL", "host kqtest": "SKIP", "python": "SKIP"})
+	if !strings.Contains(checks["jump 127.0.0.1"].text, "connection refused") || !strings.Contains(checks["host kqtest"].text, "needs jump 127.0.0.1") {
+		t.Errorf("jump failure: %+v, host: %+v", checks["jump 127.0.0.1"], checks["host kqtest"])
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	d.assertClean(nil, nil)
+}
