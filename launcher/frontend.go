@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/kq-dev/kq/profiles"
@@ -64,8 +65,10 @@ func findSubcommand(jupyter, sub string) string {
 		dirs = append(dirs, filepath.Dir(real))
 	}
 	for _, d := range dirs {
-		if c := filepath.Join(d, sub); isExecutable(c) {
-			return c
+		for _, c := range []string{filepath.Join(d, sub), filepath.Join(d, sub+".exe")} {
+			if isExecutable(c) {
+				return c
+			}
 		}
 	}
 	if c, err := exec.LookPath(sub); err == nil {
@@ -74,8 +77,9 @@ func findSubcommand(jupyter, sub string) string {
 	return ""
 }
 
-// isExecutable: a regular file someone may execute.
+// isExecutable: a regular file someone may execute (on Windows, which
+// has no execute bits, any regular file).
 func isExecutable(path string) bool {
 	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
+	return err == nil && st.Mode().IsRegular() && (runtime.GOOS == "windows" || st.Mode().Perm()&0o111 != 0)
 }
