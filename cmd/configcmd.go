@@ -56,9 +56,10 @@ func NewCmdProfiles(f *Factory) *cobra.Command {
 		RunE:  func(c *cobra.Command, args []string) error { return listProfiles(f) },
 	}
 	show := &cobra.Command{
-		Use:   "show PROFILE|HOST",
-		Short: "Print the resolved profile: every setting with its source (default, file:line, environment, flag), and the ssh settings of each hop",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show PROFILE|HOST",
+		Short:             "Print the resolved profile: every setting with its source (default, file:line, environment, flag), and the ssh settings of each hop",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeProfile(f),
 	}
 	addSettingFlags(show.Flags(), profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump)
 	show.RunE = func(c *cobra.Command, args []string) error { return showProfile(f, c, args[0]) }

@@ -284,14 +284,7 @@ func (o *KernelspecInstallOptions) warnIfHidden(name, dir string) {
 }
 
 // searchDirs is Jupyter's kernelspec search path here.
-func searchDirs(ctx context.Context) ([]string, error) {
-	py, _ := kernelspec.FindPython(ctx, kernelspec.PythonCandidates) // none: the environment alone
-	env, err := kernelspec.CurrentEnv(py)
-	if err != nil {
-		return nil, err
-	}
-	return kernelspec.SearchDirs(env), nil
-}
+func searchDirs(ctx context.Context) ([]string, error) { return kernelspec.SearchPath(ctx) }
 
 // hintError adds a hint to an error that has none; kinds stay visible to
 // errors.Is.

@@ -128,7 +128,7 @@ and stops the kernel and removes every file it made when the frontend exits.
 	bindRun(root, f, nil)
 	root.AddCommand(NewCmdRun(f, nil), NewCmdLs(f, nil), NewCmdAttach(f, nil), NewCmdStop(f, nil),
 		NewCmdInterrupt(f, nil), NewCmdRestart(f, nil), NewCmdKernel(f, nil), NewCmdKernelspec(f))
-	root.AddCommand(NewCmdConfig(f), NewCmdProfiles(f), NewCmdMan(f))
+	root.AddCommand(NewCmdConfig(f), NewCmdProfiles(f), NewCmdMan(f), NewCmdDoctor(f, nil))
 	initCompletion(root)
 	addHelpFooter(root, f)
 	addHelpTopics(root) // last: a topic joins a command of its name

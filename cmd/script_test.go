@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -26,6 +27,9 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOME", env.WorkDir+"/home")
 			env.Setenv("SSH_AUTH_SOCK", "")
 			env.Setenv("JUPYTER_RUNTIME_DIR", env.WorkDir+"/runtime")
+			// testscript puts the kq command's dir first on PATH; a
+			// script that sets PATH to its own dirs keeps kq with it.
+			env.Setenv("KQBIN", strings.SplitN(env.Getenv("PATH"), string(os.PathListSeparator), 2)[0])
 			return nil
 		},
 		Condition: scriptCondition,

@@ -3,7 +3,6 @@ package launcher
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 
 	"github.com/kq-dev/kq/launcher/remote"
@@ -103,7 +102,7 @@ func planFrontend(o Options) string {
 		front = strings.Join(p.ManagedFrontendArgv("<transient kernelspec>"), " ") +
 			"   (owns the kernel: its kernel manager runs kq kernel " + p.Name + " on ports it chooses)"
 	}
-	if _, err := exec.LookPath(p.Frontend[0]); err != nil {
+	if _, err := findFrontend(p); err != nil {
 		front += "   (not found here!)"
 	}
 	return front

@@ -109,15 +109,19 @@ func (s *session) push(name string, fn func() error) {
 
 // unwind runs the teardown steps, last acquired first, and joins their
 // errors rather than dropping any.
-func (s *session) unwind() error {
+func (s *session) unwind() error { return s.unwindTo(0) }
+
+// unwindTo runs the teardown steps registered after the first n (kq
+// doctor stops its kernel and keeps the connection).
+func (s *session) unwindTo(n int) error {
 	var errs []error
-	for i := len(s.teardown) - 1; i >= 0; i-- {
+	for i := len(s.teardown) - 1; i >= n; i-- {
 		st := s.teardown[i]
 		if err := st.fn(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
 		}
 	}
-	s.teardown = nil
+	s.teardown = s.teardown[:min(n, len(s.teardown))]
 	return errors.Join(errs...)
 }
 

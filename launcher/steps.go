@@ -20,19 +20,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// frontendInstalled: nothing remote starts unless the frontend can run.
-func frontendInstalled(o Options) error {
-	if o.Detach {
-		return nil
-	}
-	argv := o.Profile.FrontendArgv("")
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		return withKind(ErrUsage, "install it, or choose another frontend with --frontend or the profile's frontend: key",
-			fmt.Errorf("frontend %q not found: %w", argv[0], errors.Unwrap(err)))
-	}
-	return nil
-}
-
 // dialed is a profile's host, reached: the resolved hops, the
 // authenticator (kept for reconnects), the chain, and the terminal the
 // prompts used, to close at the end.
@@ -46,6 +33,22 @@ type dialed struct {
 // dialProfile resolves the profile's hop chain (design step 1) and dials
 // it over one TCP connection (step 2).
 func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) {
+	hops, err := resolveHops(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	d := newDialed(o, log, hops)
+	d.ch, err = sshx.Dial(ctx, d.auth, hops)
+	log.status("")
+	if err != nil {
+		d.closeTerminal()
+		return nil, err
+	}
+	return d, nil
+}
+
+// resolveHops resolves the profile's hop chain; -v shows each hop's source.
+func resolveHops(ctx context.Context, o Options, log reporter) ([]profiles.SSHSettings, error) {
 	p := o.Profile
 	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
 	if err != nil {
@@ -57,6 +60,12 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 			log.detail("%s: %s", h.Alias, n)
 		}
 	}
+	return hops, nil
+}
+
+// newDialed is the authenticator for hops, with the prompter o allows;
+// the chain is the caller's to dial.
+func newDialed(o Options, log reporter, hops []profiles.SSHSettings) *dialed {
 	pr := sshx.NewPrompter(o.StdinIsTerminal)
 	if o.NoPrompt {
 		pr = sshx.NoPrompts()
@@ -68,13 +77,7 @@ func dialProfile(ctx context.Context, o Options, log reporter) (*dialed, error) 
 	if log.verbose && !log.quiet {
 		d.auth.ProxyStderr = log.w // a ProxyCommand's stderr as it comes
 	}
-	d.ch, err = sshx.Dial(ctx, d.auth, hops)
-	log.status("")
-	if err != nil {
-		d.closeTerminal()
-		return nil, err
-	}
-	return d, nil
+	return d
 }
 
 // connect reaches the host and watches the link from then on.

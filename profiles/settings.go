@@ -151,8 +151,8 @@ var (
 		field: pointer(func(l *Layer) **time.Duration { return &l.Linger }, func(p *Profile) *time.Duration { return &p.Linger })}
 	// SettingFrontend is the local frontend's argv.
 	SettingFrontend = &Setting{Key: "frontend", Env: "KQ_FRONTEND", Flag: "frontend", Kind: KindCommand,
-		Usage: `frontend command for this run, split like a shell would ("{connection_file}" is replaced)`,
-		Doc:   "The local frontend's argv: a YAML list, or one string split as a shell would. `{kernel}` makes the frontend own the kernel (a transient kernelspec that runs `kq kernel`); `{connection_file}` gives it the local connection file instead. Words after `--` on the command line are appended. Default: `jupyter qtconsole --kernel {kernel}`.",
+		Usage: `frontend for this run: qtconsole, console, or a command split like a shell would ("{connection_file}" is replaced)`,
+		Doc:   "The local frontend's argv: a YAML list, or one string split as a shell would. `{kernel}` makes the frontend own the kernel (a transient kernelspec that runs `kq kernel`); `{connection_file}` gives it the local connection file instead. Words after `--` on the command line are appended. Shortcuts: `qtconsole` and `console` alone mean `jupyter qtconsole --kernel {kernel}` and `jupyter console --kernel {kernel}`. Default: `jupyter qtconsole --kernel {kernel}`.",
 		field: wordsField{}}
 	// SettingKeep leaves the kernel running when the session ends.
 	SettingKeep = &Setting{Key: "keep", Env: "KQ_KEEP", Flag: "keep", Kind: KindBool,
@@ -243,13 +243,14 @@ func (f pointerField[T]) apply(p *Profile, l Layer) {
 func (f pointerField[T]) resolved(p Profile) any { return *f.profile(&p) }
 
 // wordsField is the frontend argv: a later layer replaces it as a whole,
-// and the profile gets its own copy so nobody edits a layer through it.
+// and the profile gets its own copy so nobody edits a layer through it. A
+// shortcut word (ExpandFrontend) is stored as the argv it stands for.
 type wordsField struct{}
 
 func (wordsField) set(l *Layer, v any) bool {
 	words, ok := v.([]string)
 	if ok {
-		l.Frontend = append([]string(nil), words...)
+		l.Frontend = ExpandFrontend(append([]string(nil), words...))
 	}
 	return ok
 }

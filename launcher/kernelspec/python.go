@@ -68,3 +68,15 @@ func askPython(ctx context.Context, exe string) (Python, error) {
 	}
 	return py, nil
 }
+
+// SearchPath is Jupyter's kernelspec search path here: SearchDirs for
+// this process, with sys.prefix from the first of PythonCandidates that
+// has Jupyter (none: the environment alone).
+func SearchPath(ctx context.Context) ([]string, error) {
+	py, _ := FindPython(ctx, PythonCandidates)
+	env, err := CurrentEnv(py)
+	if err != nil {
+		return nil, err
+	}
+	return SearchDirs(env), nil
+}

@@ -37,7 +37,7 @@ func TestTranscripts(t *testing.T) {
 					events = append(events, ev)
 				}
 			}
-			parsed := map[string]any{"file": p.file, "pid": p.pid, "errors": p.errs, "log": p.log,
+			parsed := map[string]any{"file": p.file, "dir": p.dir, "pid": p.pid, "errors": p.errs, "log": p.log,
 				"entries": entriesWithJSON(p.entries), "json": string(p.json), "final": p.final, "events": events}
 			if p.warm {
 				parsed["warm"] = true

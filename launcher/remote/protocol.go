@@ -31,6 +31,7 @@ const (
 	tagTick        = "KQ-TICK"
 	tagDied        = "KQ-DIED"
 	tagWarm        = "KQ-WARM"
+	tagDir         = "KQ-DIR "
 )
 
 // Entry is one kernel connection file in a host's runtime dir, as kq ls
@@ -65,6 +66,7 @@ type Entry struct {
 // KQ-JSON-END (a list's blocks go to their entries).
 type parser struct {
 	file    string
+	dir     string // a KQ-DIR line's text (op_rtcheck)
 	pid     int
 	errs    []string // KQ-ERROR lines, keys redacted
 	log     []string // KQ-LOG lines (the kernel's output), keys redacted
@@ -100,6 +102,8 @@ func (p *parser) feed(line string) string {
 		p.file = strings.TrimPrefix(line, tagFile)
 	case line == tagWarm:
 		p.warm = true
+	case strings.HasPrefix(line, tagDir):
+		p.dir = strings.TrimPrefix(line, tagDir)
 	case strings.HasPrefix(line, tagPID):
 		p.pid, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
 	case strings.HasPrefix(line, tagError):

@@ -47,7 +47,7 @@ say() { printf '%s\n' "$*"; }
 # bounded runs a command that may hang (a runtime dir on a dead NFS
 # server) under a time limit where timeout(1) exists.
 bounded() {
-  if command -v timeout >/dev/null 2>&1; then timeout 15 "$@"; else "$@"; fi
+  if command -v timeout >/dev/null 2>&1; then timeout "${bound:-15}" "$@"; else "$@"; fi
 }
 # default_rt is jupyter_core's runtime dir, worked out here on Linux
 # without starting Python (jupyter --runtime-dir costs a Python start per
@@ -467,4 +467,47 @@ op_logos() {
     done
   fi
   say '}'; say KQ-JSON-END; say KQ-DONE
+}
+
+# op_probe runs $start_script, kq doctor's Python probe (the kernel
+# command's interpreter, in the profile's workdir with its env:, as the
+# kernel would run), with sh on its stdin, so no env: value is on a command
+# line. Its answer, the line "kq-probe: {json}", is sent as a JSON block;
+# the rest of what it printed as KQ-LOG lines.
+op_probe() {
+  bound=40
+  out=$(say "$start_script" | bounded /bin/sh -s 2>&1); rc=$?
+  ans=$(say "$out" | sed -n 's/^kq-probe: //p' | tail -n 1)
+  say "$out" | grep -v -e '^kq-probe: ' -e '^$' | tail -n 20 | sed 's/^/KQ-LOG /'
+  if [ -n "$ans" ]; then say KQ-JSON-BEGIN; say "$ans"; say KQ-JSON-END; say KQ-DONE; exit 0; fi
+  say "KQ-ERROR the interpreter exited with status $rc before answering"; say KQ-FAILED
+}
+
+# op_rtcheck says whether kernels can go in the runtime dir, leaving
+# nothing behind: it exists, passes check_rt and takes a new file
+# ("KQ-DIR exists"), or it can be created: its nearest existing parent
+# is a directory that takes a new file ("KQ-DIR missing PARENT").
+op_rtcheck() {
+  say "KQ-FILE $rt"
+  if [ -d "$rt" ]; then
+    check_rt || { say KQ-FAILED; exit 0; }
+    writable "$rt" || { say "KQ-ERROR runtime dir $rt is not writable by $(id -un)"; say KQ-FAILED; exit 0; }
+    say "KQ-DIR exists"; say KQ-DONE; exit 0
+  fi
+  if [ -e "$rt" ]; then say "KQ-ERROR runtime dir $rt is not a directory"; say KQ-FAILED; exit 0; fi
+  up=$(dirname "$rt")
+  while [ ! -e "$up" ]; do up=$(dirname "$up"); done
+  if [ ! -d "$up" ] || ! writable "$up"; then
+    say "KQ-ERROR cannot create runtime dir $rt: $up is not a directory $(id -un) can write to"; say KQ-FAILED; exit 0
+  fi
+  say "KQ-DIR missing $up"; say KQ-DONE
+}
+
+# writable: a new file can be made in directory $1 (it is removed again).
+# The test is a real write: -w says yes to root even where nothing can be
+# written (an immutable directory, a read-only mount).
+writable() {
+  t="$1/.kq-doctor-$$"
+  (set -C; : > "$t") 2>/dev/null || return 1
+  rm -f "$t"
 }

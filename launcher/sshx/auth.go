@@ -37,6 +37,13 @@ type Authenticator struct {
 	// OnPrompt, when set, is called before every prompt; the func it
 	// returns, after it (a status line steps aside meanwhile).
 	OnPrompt func() (after func())
+	// Dialed, when set, is called by Dial as each hop (0 the first) is
+	// connected, host-key checked and authenticated (kq doctor times each).
+	Dialed func(hop int)
+	// NeverRecord refuses a host key known_hosts does not have, whatever
+	// StrictHostKeyChecking says, and never writes known_hosts (kq doctor:
+	// a check changes nothing).
+	NeverRecord bool
 
 	prompt Prompter
 	// pause and resume bracket every prompt: the handshake deadline must

@@ -144,6 +144,9 @@ func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*
 		if proxy != nil {
 			c.proxies = append(c.proxies, proxy)
 		}
+		if a.Dialed != nil {
+			a.Dialed(i)
+		}
 		if i < len(hops)-1 {
 			go nudgeNoDelay(client)
 		}

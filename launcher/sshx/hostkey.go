@@ -47,6 +47,15 @@ func (e *hostKeyError) Error() string {
 		e.address, e.keyType, e.fingerprint, strings.Join(e.files, ", "))
 }
 
+// ErrUnknownHostKey: known_hosts has no key for the host (not a changed or
+// revoked one). Test with errors.Is.
+var ErrUnknownHostKey = errors.New("host key unknown")
+
+// Is makes errors.Is(err, ErrUnknownHostKey) true for an unknown host.
+func (e *hostKeyError) Is(target error) bool {
+	return target == ErrUnknownHostKey && e.certProblem == "" && !e.revoked && !e.changed && !e.declined
+}
+
 func (e *hostKeyError) hint() string {
 	switch {
 	case e.certProblem != "":
@@ -170,6 +179,9 @@ func knownHostsAddress(s profiles.SSHSettings) string {
 
 // unknownHost decides about a host known_hosts has no key for.
 func (a *Authenticator) unknownHost(s profiles.SSHSettings, he *hostKeyError, hostname string, key ssh.PublicKey) error {
+	if a.NeverRecord {
+		return he
+	}
 	switch s.StrictHostKeyChecking {
 	case "yes":
 		return he

@@ -77,7 +77,7 @@ func newPrompter(e promptEnv) Prompter {
 func NoPrompts() Prompter { return neverPrompter{} }
 
 // errNeverAsks: a kq that is never to prompt was asked to.
-var errNeverAsks = fmt.Errorf("%w: kq kernel never asks", errNoPrompt)
+var errNeverAsks = fmt.Errorf("%w: kq kernel and kq doctor never ask", errNoPrompt)
 
 type neverPrompter struct{}
 
