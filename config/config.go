@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -154,7 +155,7 @@ func Load(path string, explicit bool) (*File, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &Error{File: path, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
+		return nil, yamlError(path, err)
 	}
 	if len(doc.Content) == 0 {
 		return f, nil // empty file
@@ -163,6 +164,23 @@ func Load(path string, explicit bool) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// yamlLine is the "line N: what" of yaml.v3's syntax errors.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlError is a YAML syntax error located as FILE:LINE, like the others.
+// The line is yaml.v3's: where the construct it could not finish began
+// (for an unclosed "{" its line, for a bad indent the line above), which
+// is where a person looks first.
+func yamlError(path string, err error) error {
+	e := &Error{File: path, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err,
+		HintText: "YAML indents with spaces only; a value with ': ' or '#' in it needs quotes"}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = "invalid YAML: " + m[2]
+	}
+	return e
 }
 
 // top decodes the top-level mapping into f.
