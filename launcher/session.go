@@ -66,6 +66,9 @@ type session struct {
 	auth *sshx.Authenticator
 	cur  atomic.Pointer[link]
 	k    *kernel            // set once the kernel runs
+	// forwarding is the forwarding probe's outcome (probe), waited for
+	// before the first remote command; nil before the probe.
+	forwarding func() error
 	fw   *forward.Forwarder // set once the ports are forwarded
 
 	// preset and owner start the kernel with a kernel manager's key and
@@ -154,6 +157,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	if err := s.startKernel(ctx, host); err != nil {
+		return res, err
+	}
+	if err := s.forwarding(); err != nil { // known by now; also without a remote op
 		return res, err
 	}
 	if err := s.forwardPorts(ctx); err != nil {

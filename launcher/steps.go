@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -105,8 +107,17 @@ func (s *session) connect(ctx context.Context) (profiles.SSHSettings, error) {
 }
 
 // probe stops before anything starts on a host that forbids forwarding.
+// It overlaps with the next step: the probe's channel open goes out, and
+// the first op's session channel is opened at the same time; the op's
+// command is sent only once the probe's answer is in (the runner's Gate),
+// so the round trip costs nothing and nothing starts on such a host.
 func (s *session) probe(ctx context.Context, host profiles.SSHSettings) error {
-	return forward.Probe(ctx, s.now().ch.Host(), sshx.HopName(host, len(s.hops)-1, len(s.hops)))
+	done := make(chan error, 1)
+	client, name := s.now().ch.Host(), sshx.HopName(host, len(s.hops)-1, len(s.hops))
+	go func() { done <- forward.Probe(ctx, client, name) }()
+	s.forwarding = sync.OnceValue(func() error { return <-done })
+	runtime.Gosched() // let the probe's open go out first: its answer comes first
+	return nil
 }
 
 // startKernel starts the kernel, or finds the one to attach to (design
@@ -169,6 +180,9 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	s.log.status("starting the kernel on %s, waiting for its connection file", host.Alias)
 	h, err := remote.Start(ctx, s.runner(), spec)
 	s.log.status("")
+	if err != nil && s.forwarding != nil && s.forwarding() != nil {
+		return nil, "", s.forwarding() // refused before anything started
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
 	}
@@ -210,7 +224,9 @@ func (s *session) attach(ctx context.Context, host profiles.SSHSettings, k *kern
 }
 
 // runner runs remote ops on the live connection.
-func (s *session) runner() remote.Runner { return remote.SSH{Client: s.now().ch.Host()} }
+func (s *session) runner() remote.Runner {
+	return remote.SSH{Client: s.now().ch.Host(), Gate: s.forwarding}
+}
 
 // removeRemote removes another kernel's connection file at the end of a
 // session that stopped it.

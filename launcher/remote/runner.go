@@ -37,7 +37,15 @@ var ErrCutShort = errors.New("the server's side ended before the op finished")
 const sessionTimeout = 20 * time.Second
 
 // SSH runs ops as sessions on one SSH connection.
-type SSH struct{ Client *ssh.Client }
+type SSH struct {
+	// Client is the connection.
+	Client *ssh.Client
+	// Gate, when set, is asked once the session channel is open and
+	// before the command is sent: an error closes the session unstarted.
+	// (kq overlaps its forwarding probe with the session's open this way
+	// and still starts nothing on a host that forbids forwarding.)
+	Gate func() error
+}
 
 // Start opens a session and starts command in it, giving up after
 // sessionTimeout or when ctx ends.
@@ -45,6 +53,12 @@ func (r SSH) Start(ctx context.Context, command string, stderr io.Writer) (Proce
 	sess, err := newSession(ctx, r.Client)
 	if err != nil {
 		return nil, err
+	}
+	if r.Gate != nil {
+		if err := r.Gate(); err != nil {
+			sess.Close()
+			return nil, err
+		}
 	}
 	p := &sshProcess{sess: sess}
 	if p.stdin, err = sess.StdinPipe(); err == nil {
