@@ -65,11 +65,11 @@ type session struct {
 	hops []profiles.SSHSettings
 	auth *sshx.Authenticator
 	cur  atomic.Pointer[link]
-	k    *kernel            // set once the kernel runs
+	k    *kernel // set once the kernel runs
 	// forwarding is the forwarding probe's outcome (probe), waited for
 	// before the first remote command; nil before the probe.
 	forwarding func() error
-	fw   *forward.Forwarder // set once the ports are forwarded
+	fw         *forward.Forwarder // set once the ports are forwarded
 
 	// preset and owner start the kernel with a kernel manager's key and
 	// tag (kq kernel); stopWithin, when set, bounds stopping it at the end.
