@@ -134,7 +134,7 @@ func Dial(ctx context.Context, a *Authenticator, hops []profiles.SSHSettings) (*
 		if i > 0 {
 			via = c.clients[i-1]
 		}
-		client, proxy, err := dialHop(ctx, a, via, s, HopName(s, i, len(hops)))
+		client, proxy, err := dialRetrying(ctx, a, via, s, HopName(s, i, len(hops)))
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -183,9 +183,13 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	a.phase("connecting to %s (%s)", s.Alias, s.Address())
-	conn, err := connect(ctx, via, s, timeout, a.ProxyStderr)
+	raw, err := connect(ctx, via, s, timeout, a.ProxyStderr)
 	if err != nil {
 		return nil, nil, classifyConnect(ctx, name, err)
+	}
+	conn := net.Conn(&heardConn{Conn: raw})
+	if _, isProxy := raw.(*proxyConn); isProxy {
+		conn = raw
 	}
 	a.phase("authenticating to %s as %s", s.Alias, s.User)
 	proxy, _ := conn.(*proxyConn)
@@ -199,6 +203,11 @@ func dialHop(ctx context.Context, a *Authenticator, via *ssh.Client, s profiles.
 		defer proxy.handshakeDone()
 	}
 	if err != nil {
+		if hc, ok := conn.(*heardConn); ok && !timedOut && ctx.Err() == nil {
+			if said, dropped := hc.unbannered(); dropped {
+				err = &droppedError{said: said, err: err} // closed before its banner: sshd's MaxStartups
+			}
+		}
 		err = a.explainRefusal(s, handshakeError(ctx, conn, proxy, err, timedOut)) // certificates
 		return nil, nil, explainUnloadable(s, explainMethods(s, classifyHandshake(ctx, name, err)))
 	}
