@@ -47,86 +47,137 @@ type SSH struct {
 	Gate func() error
 }
 
-// Start opens a session and starts command in it, giving up after
-// sessionTimeout or when ctx ends.
+// Start opens a session channel and sends the command on it, giving up
+// after sessionTimeout or when ctx ends. The exec request goes out without
+// waiting for its answer (x/crypto's Session.Start waits a round trip for
+// it): the program follows on stdin in the same channel, which sshd reads
+// only after the exec, and a refused exec closes the channel with no exit
+// status, which Wait reports as ErrCutShort.
 func (r SSH) Start(ctx context.Context, command string, stderr io.Writer) (Process, error) {
-	sess, err := newSession(ctx, r.Client)
+	ch, reqs, err := openSession(ctx, r.Client)
 	if err != nil {
 		return nil, err
 	}
 	if r.Gate != nil {
 		if err := r.Gate(); err != nil {
-			sess.Close()
+			ch.Close()
 			return nil, err
 		}
 	}
-	p := &sshProcess{sess: sess}
-	if p.stdin, err = sess.StdinPipe(); err == nil {
-		p.stdout, err = sess.StdoutPipe()
+	if _, err := ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{command})); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("start remote command: %w", err)
 	}
-	if err != nil {
-		sess.Close()
-		return nil, fmt.Errorf("session pipes: %w", err)
-	}
-	sess.Stderr = stderr
-	if err := within(ctx, sessionTimeout, "start remote command", func() error { return sess.Start(command) }); err != nil {
-		sess.Close()
-		return nil, err
-	}
+	p := &sshProcess{ch: ch, ended: make(chan struct{}), copied: make(chan struct{})}
+	go p.serve(reqs)
+	go func() { // the remote stderr, as Session.Stderr would take it
+		if stderr != nil {
+			_, _ = io.Copy(stderr, ch.Stderr())
+		} else {
+			_, _ = io.Copy(io.Discard, ch.Stderr())
+		}
+		close(p.copied)
+	}()
 	return p, nil
 }
 
+// sshProcess is a command on a session channel.
 type sshProcess struct {
-	sess   *ssh.Session
-	stdin  io.WriteCloser
-	stdout io.Reader
+	ch     ssh.Channel
+	status *int // exit-status, if the server sent one
+	signal string
+	ended  chan struct{} // the channel's requests are over: it is closed
+	copied chan struct{} // its stderr is read to the end
 }
 
-func (p *sshProcess) Stdin() io.WriteCloser { return p.stdin }
-func (p *sshProcess) Stdout() io.Reader     { return p.stdout }
-func (p *sshProcess) Close() error          { return p.sess.Close() }
+// serve reads the channel's requests until it closes: exit-status and
+// exit-signal say how the command ended; any other is refused.
+func (p *sshProcess) serve(reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "exit-status":
+			var m struct{ Status uint32 }
+			if ssh.Unmarshal(req.Payload, &m) == nil {
+				st := int(m.Status)
+				p.status = &st
+			}
+		case "exit-signal":
+			var m struct {
+				Signal     string
+				CoreDumped bool
+				Error      string
+				Lang       string
+			}
+			if ssh.Unmarshal(req.Payload, &m) == nil {
+				p.signal = m.Signal
+			}
+		}
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+	}
+	close(p.ended)
+}
 
+func (p *sshProcess) Stdin() io.WriteCloser { return stdinPipe{p.ch} }
+func (p *sshProcess) Stdout() io.Reader     { return p.ch }
+func (p *sshProcess) Close() error          { return p.ch.Close() }
+
+// stdinPipe is the command's stdin: Close sends EOF and leaves the
+// channel open for the rest of the output, as Session.StdinPipe does.
+type stdinPipe struct{ ch ssh.Channel }
+
+func (w stdinPipe) Write(p []byte) (int, error) { return w.ch.Write(p) }
+func (w stdinPipe) Close() error                { return w.ch.CloseWrite() }
+
+// Wait waits for the channel to close and says how the command ended.
 func (p *sshProcess) Wait() error {
-	err := p.sess.Wait()
-	var missing *ssh.ExitMissingError
-	if errors.As(err, &missing) {
-		return fmt.Errorf("%w: %w", ErrCutShort, err)
+	<-p.ended
+	<-p.copied
+	switch {
+	case p.signal != "":
+		return fmt.Errorf("remote command killed by signal %s", p.signal)
+	case p.status == nil:
+		return fmt.Errorf("%w: no exit status", ErrCutShort)
+	case *p.status != 0:
+		return fmt.Errorf("remote command exited with status %d", *p.status)
 	}
-	return err
+	return nil
 }
 
-// newSession opens a session, giving up after sessionTimeout or when ctx
-// ends; a session that opens too late is closed.
-func newSession(ctx context.Context, client *ssh.Client) (*ssh.Session, error) {
+// openSession opens a session channel, giving up after sessionTimeout or
+// when ctx ends; a channel that opens too late is closed.
+func openSession(ctx context.Context, client *ssh.Client) (ssh.Channel, <-chan *ssh.Request, error) {
 	type result struct {
-		s   *ssh.Session
-		err error
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
 	}
-	ch := make(chan result, 1)
+	res := make(chan result, 1)
 	go func() {
-		s, err := client.NewSession()
-		ch <- result{s, err}
+		ch, reqs, err := client.OpenChannel("session", nil)
+		res <- result{ch, reqs, err}
 	}()
 	t := time.NewTimer(sessionTimeout)
 	defer t.Stop()
 	var err error
 	select {
-	case r := <-ch:
+	case r := <-res:
 		if r.err != nil {
-			return nil, fmt.Errorf("open session: %w", r.err)
+			return nil, nil, fmt.Errorf("open session: %w", r.err)
 		}
-		return r.s, nil
+		return r.ch, r.reqs, nil
 	case <-t.C:
 		err = fmt.Errorf("open session: no answer from the server in %s: %w", sessionTimeout, os.ErrDeadlineExceeded)
 	case <-ctx.Done():
 		err = fmt.Errorf("open session: %w", context.Cause(ctx))
 	}
 	go func() {
-		if r := <-ch; r.s != nil {
-			r.s.Close()
+		if r := <-res; r.ch != nil {
+			r.ch.Close()
 		}
 	}()
-	return nil, err
+	return nil, nil, err
 }
 
 // within runs fn, giving up after d or when ctx ends (fn goes on in the
