@@ -53,6 +53,7 @@ func NewCmdKernel(f *Factory, runF func(*KernelOptions) error) *cobra.Command {
 	c.Flags().StringVar(&long, "f", "", "same as -f")
 	_ = c.Flags().MarkHidden("f")
 	addSettingFlags(c.Flags(), profiles.SettingKernel, profiles.SettingJump)
+	addSettingFlags(c.Flags(), schedulerFlags...)
 	return c
 }
 

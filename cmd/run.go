@@ -46,6 +46,7 @@ func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
 	opts := &RunOptions{Factory: f}
 	fs := c.Flags()
 	addSettingFlags(fs, profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump)
+	addSettingFlags(fs, schedulerFlags...)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
 	fs.BoolVar(&opts.Detach, "detach", false, "start the kernel and leave it running without a frontend, until kq stop")
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -86,6 +87,11 @@ func runRun(o *RunOptions) error {
 	return frontendExit(launcher.Run(o.Factory.Ctx, lo))
 }
 
+// schedulerFlags are the batch job settings run and kernel take for one
+// run (a session's transient kernelspec passes them on).
+var schedulerFlags = []*profiles.Setting{profiles.SettingSlurmTime, profiles.SettingSlurmGres,
+	profiles.SettingSlurmPartition, profiles.SettingQueueTimeout}
+
 // selfArgv runs "kq kernel PROFILE" with the settings this command was
 // given (config file, ssh config, kernel command, jump hosts), for the
 // transient kernelspec of a frontend that owns its kernel.
@@ -109,7 +115,7 @@ func selfArgv(f *Factory, profile string, flags *pflag.FlagSet) ([]string, error
 		argv = append(argv, "-v")
 	}
 	argv = append(argv, "kernel", profile)
-	for _, st := range []*profiles.Setting{profiles.SettingSSHConfig, profiles.SettingKernel, profiles.SettingJump} {
+	for _, st := range append([]*profiles.Setting{profiles.SettingSSHConfig, profiles.SettingKernel, profiles.SettingJump}, schedulerFlags...) {
 		if fl := flags.Lookup(st.Flag); fl != nil && fl.Changed {
 			argv = append(argv, "--"+st.Flag, fl.Value.String())
 		}

@@ -30,6 +30,8 @@ const (
 	tagListEnd     = "KQ-END"
 	tagTick        = "KQ-TICK"
 	tagDied        = "KQ-DIED"
+	tagSched       = "KQ-SCHED "
+	tagExit        = "KQ-EXIT "
 )
 
 // Entry is one kernel connection file in a host's runtime dir, as kq ls
@@ -68,6 +70,7 @@ type parser struct {
 	entries []Entry
 	json    []byte // the last complete block outside a list
 	final   string // the last tag that ends an op or a wait
+	exit    int    // KQ-EXIT: op_sched's command's exit status
 
 	inBlock bool
 	block   bytes.Buffer
@@ -94,6 +97,8 @@ func (p *parser) feed(line string) string {
 		p.block.Reset()
 	case strings.HasPrefix(line, tagFile):
 		p.file = strings.TrimPrefix(line, tagFile)
+	case strings.HasPrefix(line, tagExit):
+		p.exit, _ = strconv.Atoi(strings.TrimPrefix(line, tagExit))
 	case strings.HasPrefix(line, tagPID):
 		p.pid, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
 	case strings.HasPrefix(line, tagError):

@@ -27,9 +27,13 @@
 #   kernel-kq-ID.starting    present until the connection file is sent; a
 #                      failed start reports the death itself, and keeps it
 #   kernel-kq-ID.wd    the watchdog's pid and its start time
+#   kernel-kq-ID.sbatch and the other files job.sh lists: a kernel in a
+#                      batch job (a profile with scheduler:), whose "kernel"
+#                      process here is job.sh's job_login
 
-# kq sets rt, id, linger, keep, start_script, path, grace, conn_json and
-# owner before this text.
+# kq sets rt, id, linger, keep, start_script, path, grace, conn_json,
+# owner, start_wait (tenths of a second to wait for the connection file, 0:
+# no limit) and sched_cmd (op_sched's command, sh words) before this text.
 # replace_owner works on other kernels' files in a subshell, so its
 # assignments are local on purpose.
 # shellcheck disable=SC2154,SC2030,SC2031
@@ -90,11 +94,17 @@ signal_kernel() {
   alive || return 0
   kill -"$1" -"$p" 2>/dev/null || kill -"$1" "$p" 2>/dev/null
 }
+# A job's login side needs time to cancel the job and see it cancelled.
 kill_kernel() {
-  if alive; then signal_kernel TERM; waitgone 30; fi
+  w=30; [ -e "$base.sbatch" ] && w=150
+  if alive; then signal_kernel TERM; waitgone "$w"; fi
   if alive; then signal_kernel KILL; waitgone 30; fi
 }
-cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap"; }
+cleanup() {
+  rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap"
+  rm -f "$base.job" "$base.sched" "$base.sched.new" "$base.beat" "$base.node" "$base.npid" "$base.restart" \
+    "$base.int" "$base.sbatch" "$base.kcmd" "$base.out"
+}
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
 finish() {
@@ -151,14 +161,16 @@ watchdog() {
 hold() {
   : > "$hold"
   (
+    sent=
     while :; do
+      relay_sched
       # A dead kernel ends the whole session ($$ is the hold shell), even
       # one whose kq is out of reach and sends nothing more; a start that
       # failed says why itself and waits for kq's "kill".
       if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && ! alive; then
         # Its files go first, so that a kq that leaves at the news (kq
         # kernel) leaves nothing behind.
-        finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
+        relay_sched; finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
       sleep 1
@@ -177,6 +189,15 @@ hold() {
   done
   end_helpers
 }
+# relay_sched passes a batch job's status line (job.sh) on to kq when it
+# changed since the last one sent.
+relay_sched() {
+  [ -e "$base.sched" ] || return 0
+  st=$(cat "$base.sched" 2>/dev/null)
+  [ -n "$st" ] && [ "$st" != "$sent" ] && { sent=$st; say "KQ-SCHED $st"; }
+  return 0
+}
+
 # end_helpers ends this session's ticker and, during a start, the wait for
 # the connection file.
 end_helpers() { kill "$ticker" ${extra:+"$extra"} 2>/dev/null; }
@@ -213,7 +234,10 @@ wait_json() {
       say "KQ-ERROR kernel command exited before writing $f"
       tail -n 20 "$log" | sed 's/^/KQ-LOG /'; say KQ-FAILED; exit 1
     fi
-    i=$((i+1)); if [ $i -gt 1200 ]; then say "KQ-ERROR no connection file after 120s"; say KQ-FAILED; exit 1; fi
+    i=$((i+1))
+    if [ "${start_wait:-0}" -gt 0 ] && [ $i -gt "$start_wait" ]; then
+      say "KQ-ERROR no connection file after $((start_wait / 10))s"; say KQ-FAILED; exit 1
+    fi
     sleep 0.1
   done
   chmod 600 "$f" # the key is private, whatever the kernel's umask
@@ -284,15 +308,37 @@ op_interrupt() {
 }
 
 # op_restart replaces the kernel process; it reads the same connection
-# file, so key and ports stay, and open sessions keep working.
+# file, so key and ports stay, and open sessions keep working. A kernel in
+# a batch job is restarted by the job's node side, in the same allocation.
 op_restart() {
   check_rt || exit 1
   if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
+  if [ -e "$base.sbatch" ]; then restart_job; exit 0; fi
   : > "$restarting"
   kill_kernel
   spawn
   rm -f "$restarting"
   say "KQ-PID $(pid)"
+}
+
+# restart_job asks the node side for a new kernel and waits (bounded) for
+# it to say it started one.
+restart_job() {
+  old=$(cat "$base.npid" 2>/dev/null); : > "$base.restart"; i=0
+  while [ -e "$base.restart" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  new=$(cat "$base.npid" 2>/dev/null)
+  if [ -e "$base.restart" ] || [ -z "$new" ] || [ "$new" = "$old" ]; then
+    rm -f "$base.restart"; say "KQ-ERROR the job's node side did not restart the kernel"; exit 1
+  fi
+  say "KQ-PID $new"
+}
+
+# op_sched runs one scheduler command ($sched_cmd; $path is its program)
+# and prints its output and exit status.
+op_sched() {
+  command -v "$path" >/dev/null 2>&1 || { say "KQ-ERROR $path not found on $(hostname)"; exit 0; }
+  out=$(eval "$sched_cmd" 2>&1); rc=$?
+  say KQ-JSON-BEGIN; say "$out"; say KQ-JSON-END; say "KQ-EXIT $rc"; say KQ-DONE
 }
 
 # op_list prints every connection file in the runtime dir that the user

@@ -16,12 +16,9 @@ import (
 	"time"
 )
 
-// JobRef stands for the job id in a Command built before the job exists:
-// the remote side puts the id it got from the submit command there.
-const JobRef = "\x00JOB\x00"
-
-// Command is one scheduler command as argv; an element equal to JobRef is
-// the job id.
+// Command is one scheduler command as argv. The job id and the script's
+// path are what the caller passed, so a caller that builds a command before
+// the job exists passes a placeholder its remote side fills in.
 type Command []string
 
 // Phase is where a job is in its life.
