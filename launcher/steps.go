@@ -140,6 +140,9 @@ func (s *session) startKernel(ctx context.Context, host profiles.SSHSettings) er
 // profile's kernel_ip, or for an attach --ip, else what its file says.
 func (s *session) kernelIP() string {
 	ip := s.o.Profile.KernelIP
+	if ip == "" && s.o.Profile.Scheduler != "" {
+		ip = "auto" // the node's address, in the file the job's kernel wrote
+	}
 	if a := s.o.Attach; a != nil {
 		switch {
 		case a.IP != "":
@@ -156,9 +159,12 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	spec := newKernelSpec(s.o.Profile, uuid.NewString())
 	spec.Keep = spec.Keep || s.o.Detach
 	spec.Preset, spec.Owner = s.preset, s.owner
+	if err := s.addJob(&spec); err != nil {
+		return nil, "", err
+	}
 	h, err := remote.Start(ctx, s.runner(), spec)
 	if err != nil {
-		return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
+		return nil, "", s.startError(fmt.Errorf("start kernel on %s: %w", host.Alias, err))
 	}
 	k.rt, k.id = path.Dir(h.Path), spec.ID
 	s.hold(h, k)

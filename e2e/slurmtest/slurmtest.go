@@ -431,20 +431,33 @@ func (c *Cluster) NodePIDs() []int {
 	return pids
 }
 
+// LoginPIDs returns the processes running in the login namespace other
+// than slurmctld and the sshd listener: ssh sessions and what they started.
+func (c *Cluster) LoginPIDs() []int {
+	var pids []int
+	for _, p := range nsPIDs(c.LoginNS) {
+		if !c.isDaemon(p) && (c.SSH == nil || p != c.SSH.PID) {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
 // AssertClean fails the test unless the cluster has no job left (pending
-// or running) and nothing but slurmd runs on the node, waiting up to
-// timeout for jobs that are being cancelled to go.
+// or running), nothing but slurmd runs on the node and nothing but the
+// daemons on the login node, waiting up to timeout for jobs that are being
+// cancelled to go.
 func (c *Cluster) AssertClean(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		jobs := strings.TrimSpace(c.Run(t, "squeue", "-h", "-o", "%i %j %T %r"))
-		pids := c.NodePIDs()
+		pids := append(c.NodePIDs(), c.LoginPIDs()...)
 		if jobs == "" && len(pids) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slurmtest: left behind after %v: jobs %q, node processes %s", timeout, jobs, describe(pids))
+			t.Fatalf("slurmtest: left behind after %v: jobs %q, processes %s", timeout, jobs, describe(pids))
 		}
 		time.Sleep(poll)
 	}
@@ -460,13 +473,35 @@ func describe(pids []int) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
+// isDaemon: pid is a daemon the cluster started, or a helper process of
+// one (slurmctld's slurmscriptd).
 func (c *Cluster) isDaemon(pid int) bool {
-	for _, d := range c.daemons {
-		if d.cmd.Process != nil && d.cmd.Process.Pid == pid {
-			return true
+	for _, p := range []int{pid, parent(pid)} {
+		for _, d := range c.daemons {
+			if d.cmd.Process != nil && d.cmd.Process.Pid == p && (p == pid || d.name == "slurmctld") {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// parent is pid's parent process id, 0 if unknown.
+func parent(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
 }
 
 // nsPIDs lists the processes in namespace ns (ip netns pids).

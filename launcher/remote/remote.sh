@@ -241,6 +241,8 @@ wait_json() {
     sleep 0.1
   done
   chmod 600 "$f" # the key is private, whatever the kernel's umask
+  # A batch job's node ("NODE ADDRESS", job.sh), before the file it serves.
+  [ -s "$base.node" ] && say "KQ-SCHED N|$(date +%Y-%m-%dT%H:%M:%S)|$(cat "$base.node")"
   rm -f "$starting"
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
 }

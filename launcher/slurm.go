@@ -1,0 +1,267 @@
+package launcher
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kq-dev/kq/launcher/remote"
+	"github.com/kq-dev/kq/launcher/sched"
+	"github.com/kq-dev/kq/profiles"
+)
+
+// A profile with scheduler: runs its kernel in a batch job: the session
+// starts remote.sh's op_start on the login node as always, but the process
+// it holds is job.sh's login side, which submits the job built here (the
+// scheduler package's directives and commands) and relays the job's state;
+// the kernel runs on the node under job.sh's node side and writes its
+// connection file to the shared runtime dir, with the node's address in
+// it, which is where the forwards go (through the login node). So every
+// way the session lets go of the kernel (stop, kill, linger, kq stop)
+// cancels the job, and a restart stays inside it.
+
+// timeWarnings are the times before the job's limit at which kq warns.
+var timeWarnings = []time.Duration{10 * time.Minute, 5 * time.Minute, time.Minute}
+
+// jobState follows the session's batch job from its status lines.
+type jobState struct {
+	sch       sched.Scheduler
+	log       reporter
+	warn      func(format string, args ...any)
+	submitted time.Time
+
+	mu      sync.Mutex
+	id      string
+	last    sched.Status
+	known   bool   // last holds a status
+	shown   string // the pending line last printed
+	running bool
+	warned  map[time.Duration]bool
+	// node and addr are where the job runs, as its node side found them
+	// ($SLURMD_NODENAME and scontrol's NodeAddr).
+	node, addr string
+	queryErr   string
+}
+
+// addJob turns spec into a batch job's when the profile names a scheduler.
+func (s *session) addJob(spec *remote.KernelSpec) error {
+	p := s.o.Profile
+	if p.Scheduler == "" {
+		return nil
+	}
+	sch, err := sched.For(p.Scheduler)
+	if err != nil {
+		return withKind(ErrUsage, "", err)
+	}
+	if spec.Job, err = jobSpec(sch, p, *spec); err != nil {
+		return withKind(ErrUsage, "", err)
+	}
+	s.job = &jobState{sch: sch, log: s.log, warn: s.warn, submitted: time.Now(), warned: map[time.Duration]bool{}}
+	spec.OnSched = s.job.update
+	return nil
+}
+
+// jobSpec builds the job for kernel k: its batch script (directives from
+// the profile, job.sh's node side as the body) and the scheduler's
+// commands, with the job id and script path left for the remote side.
+func jobSpec(sch sched.Scheduler, p profiles.Profile, k remote.KernelSpec) (*remote.JobSpec, error) {
+	j := &remote.JobSpec{NodeAddress: sch.NodeAddress(), QueueTimeout: p.QueueTimeout}
+	k.Job = j
+	name := "kq-" + k.ID
+	script, err := sch.Script(sched.Request{Name: name, Output: "kernel-kq-" + k.ID + ".out", Body: k.JobBody(),
+		Resources: resources(p)})
+	if err != nil {
+		return nil, err
+	}
+	j.BatchScript = script
+	j.Submit, j.Query, j.Accounting = sch.Submit(remote.ScriptArg), sch.Query(remote.JobArg), sch.Accounting(remote.JobArg)
+	j.Lookup, j.Cancel, j.LiveStates = sch.Lookup(name), sch.Cancel(remote.JobArg), sch.LiveStates()
+	return j, nil
+}
+
+// resources are the profile's slurm: settings.
+func resources(p profiles.Profile) sched.Resources {
+	return sched.Resources{Time: p.SlurmTime, Partition: p.SlurmPartition, Account: p.SlurmAccount, QOS: p.SlurmQOS,
+		Constraint: p.SlurmConstraint, Gres: p.SlurmGres, GPUs: p.SlurmGPUs, CPUs: p.SlurmCPUs, Mem: p.SlurmMem,
+		Extra: p.SlurmExtra}
+}
+
+// update reads one status line of job.sh: KIND|CLUSTER-TIME|TEXT.
+func (j *jobState) update(line string) {
+	kind, rest, _ := strings.Cut(line, "|")
+	stamp, text, _ := strings.Cut(rest, "|")
+	clusterNow, _ := time.Parse("2006-01-02T15:04:05", stamp)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var sts []sched.Status
+	var err error
+	switch kind {
+	case "S":
+		j.learnID(text)
+		return
+	case "N":
+		node, addr, _ := strings.Cut(text, " ")
+		j.node, j.addr = node, addr
+		if !j.running {
+			j.running = true
+			j.log.step("job %s running on %s (%s) after %s in the queue", j.id, node, addr, roundWait(time.Since(j.submitted)))
+		}
+		return
+	case "Q":
+		sts, err = j.sch.ParseStatus(text)
+	case "A":
+		sts, err = j.sch.ParseAccounting(text)
+	case "E":
+		if text != j.queryErr {
+			j.log.step("job %s: the scheduler did not answer (%s); asking again", j.id, strings.TrimSpace(text))
+		}
+		j.queryErr = text
+		return
+	}
+	if err != nil || len(sts) == 0 {
+		return
+	}
+	j.queryErr = ""
+	j.set(sts[0], clusterNow)
+}
+
+// set takes a new status: a pending job's line when it changed, the node
+// when it starts, warnings as the time limit nears.
+func (j *jobState) set(st sched.Status, clusterNow time.Time) {
+	j.last, j.known = st, true
+	j.learnID(st.ID)
+	switch st.Phase {
+	case sched.Pending:
+		line := fmt.Sprintf("job %s pending (%s)", j.id, orDash(st.Reason))
+		if !st.Start.IsZero() && !clusterNow.IsZero() {
+			line += fmt.Sprintf(", est. start in %s", roundWait(st.Start.Sub(clusterNow)))
+		}
+		if line != j.shown {
+			j.shown = line
+			j.log.step("%s, waited %s", line, roundWait(time.Since(j.submitted)))
+		}
+	case sched.Running:
+		if !j.running {
+			j.running = true
+			j.log.step("job %s running on %s after %s in the queue", j.id, orDash(st.Node), roundWait(time.Since(j.submitted)))
+		}
+		j.timeWarning(st.TimeLeft)
+	}
+}
+
+// learnID notes the job's id the first time it is seen.
+func (j *jobState) learnID(id string) {
+	if j.id == "" && id != "" {
+		j.id = id
+		j.log.step("submitted job %s to %s", id, j.sch.Name())
+	}
+}
+
+// timeWarning warns once per threshold crossed (the tightest, when several
+// are crossed at once); a limit extended past a threshold re-arms it.
+func (j *jobState) timeWarning(left time.Duration) {
+	if left < 0 {
+		return
+	}
+	var crossed time.Duration
+	for _, t := range timeWarnings {
+		switch {
+		case left > t:
+			j.warned[t] = false
+		case !j.warned[t]:
+			j.warned[t] = true
+			crossed = t
+		}
+	}
+	if crossed > 0 {
+		j.warn("job %s reaches its time limit in %s: the kernel stops then (your notebook is local: only the kernel's state is lost)",
+			j.id, left.Round(time.Second))
+	}
+}
+
+// ended is the error for a job that is over: why, in the scheduler's
+// words mapped to kq's, or nil while it is not (or not known to be) over.
+func (j *jobState) ended() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	st, known, id := j.last, j.known, j.id
+	j.mu.Unlock()
+	if !known || st.Phase != sched.Ended {
+		return nil
+	}
+	if st.Reason == sched.EndCompleted {
+		return withKind(ErrKernel, "the kernel exited on its own; its output is in the job's log",
+			fmt.Errorf("the kernel exited on %s; job %s ended with it", orDash(st.Node), id))
+	}
+	return withKind(ErrKernel, endHint(st.Reason), fmt.Errorf("job %s ended: %s", id, st.Reason))
+}
+
+// endHint says what a job's end means for the user.
+func endHint(reason string) string {
+	switch reason {
+	case sched.EndTimeLimit:
+		return "the job reached its time limit; your notebook is local, only the kernel's state is lost; ask for more with --slurm-time or slurm: time:"
+	case sched.EndPreempted:
+		return "a job of higher priority took the node; your notebook is local, only the kernel's state is lost"
+	case sched.EndNodeFailure:
+		return "the compute node failed; your notebook is local, only the kernel's state is lost"
+	case sched.EndOutOfMemory:
+		return "the job used more memory than it asked for: raise slurm: mem:"
+	case sched.EndCancelled:
+		return "someone cancelled the job (scancel), or the cluster's admins did"
+	}
+	return "see the job's output"
+}
+
+// jobID is the job's id, once submitted.
+func (j *jobState) jobID() string {
+	if j == nil {
+		return ""
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.id
+}
+
+// startError explains a failed start of a job's kernel: the job's end if it
+// ended, commands missing on the login node, else err itself.
+func (s *session) startError(err error) error {
+	if s.job == nil {
+		return err
+	}
+	if errors.Is(err, ErrInterrupted) {
+		if id := s.job.jobID(); id != "" {
+			s.log.step("cancelled job %s", id)
+		}
+		return err
+	}
+	if jerr := s.job.ended(); jerr != nil {
+		return fmt.Errorf("%w, before the kernel started: %w", jerr, err)
+	}
+	if strings.Contains(err.Error(), "not found") && s.job.jobID() == "" {
+		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
+	}
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// roundWait rounds a wait for a status line: seconds, then minutes.
+func roundWait(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	if d < 2*time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Minute)
+}
