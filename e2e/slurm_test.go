@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,5 +64,94 @@ func TestSlurmSession(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
+	slurmClean(t, e, c)
+}
+
+// blocker takes every CPU of the node, so the next job waits.
+func blocker(t *testing.T, c *slurmtest.Cluster) string {
+	t.Helper()
+	id := strings.TrimSpace(c.Run(t, "sbatch", "--parsable", "--job-name=blocker", "-c", "2", "--time=10",
+		"--output=/dev/null", "--wrap", "sleep 600"))
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.TrimSpace(c.Run(t, "squeue", "-h", "-j", id, "-o", "%T")) != "RUNNING" {
+		if time.Now().After(deadline) {
+			t.Fatalf("blocker %s never ran", id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return id
+}
+
+// TestSlurmPendingInterrupt: behind a blocker, kq says the job is pending
+// and why; Ctrl-C cancels kq's job at once (and only it) and exits 130.
+func TestSlurmPendingInterrupt(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	block := blocker(t, c)
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	r := e.start([]string{"cluster"})
+	r.waitStderr(t, "pending (Resources)", 30*time.Second)
+	jobs := c.Jobs(t)
+	if len(jobs) != 2 {
+		t.Fatalf("queue: %q", jobs)
+	}
+	must(t, r.cmd.Process.Signal(syscall.SIGINT))
+	if code := r.wait(t, 30*time.Second); code != 130 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, r.stderr)
+	}
+	if !strings.Contains(r.stderr.String(), "cancelled job ") {
+		t.Errorf("no word of the cancel:\n%s", r.stderr)
+	}
+	// The cancel is confirmed before kq exits: only the blocker is left.
+	if jobs := c.Jobs(t); len(jobs) != 1 || !strings.HasPrefix(jobs[0], block+" ") {
+		t.Fatalf("queue after Ctrl-C: %q", jobs)
+	}
+	c.Run(t, "scancel", block)
+	slurmClean(t, e, c)
+}
+
+// TestSlurmTimeLimit: a job with a 50 s limit ends mid-session; kq warned
+// before, says "time limit" (not "kernel died") and exits 7.
+func TestSlurmTimeLimit(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile(profile{"slurm": map[string]any{"time": "0:50"}})})
+	r := e.start([]string{"cluster"}, "KQ_TEST_WAIT=1")
+	r.report(t)
+	r.waitStderr(t, "reaches its time limit in", 30*time.Second)
+	code := r.wait(t, 150*time.Second)
+	if code != 7 || !strings.Contains(r.stderr.String(), "ended: time limit") || strings.Contains(r.stderr.String(), "kernel died") {
+		t.Fatalf("exit %d\nstderr:\n%s", code, r.stderr)
+	}
+	slurmClean(t, e, c)
+}
+
+// TestSlurmKilled: kq SIGKILLed, while the job runs and while it is still
+// queued: the login side cancels the job once linger has passed.
+func TestSlurmKilled(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	r := e.start([]string{"cluster"}, "KQ_TEST_WAIT=1")
+	r.report(t)
+	must(t, syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL))
+	r.wait(t, 10*time.Second)
+	if len(c.Jobs(t)) != 1 {
+		t.Fatalf("the job should outlive kq for linger: %q", c.Jobs(t))
+	}
+	// A SIGKILLed kq leaves its local file, for the next kq to remove.
+	must(t, os.RemoveAll(e.localRT))
+	slurmClean(t, e, c) // linger is 6 s
+
+	block := blocker(t, c)
+	r = e.start([]string{"cluster"})
+	r.waitStderr(t, "pending (", 30*time.Second)
+	must(t, syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL))
+	r.wait(t, 10*time.Second)
+	deadline := time.Now().Add(40 * time.Second)
+	for len(c.Jobs(t)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pending job was not cancelled: %q", c.Jobs(t))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.Run(t, "scancel", block)
 	slurmClean(t, e, c)
 }

@@ -201,7 +201,7 @@ func (s *session) endCause(ctx context.Context, err error) error {
 	switch cause := context.Cause(ctx); {
 	case cause == ErrInterrupted:
 		return withKind(ErrInterrupted, "", err)
-	case errors.Is(cause, errKernelDied) && s.job.ended() != nil:
+	case errors.Is(cause, errKernelDied) && s.jobEnd() != nil:
 		return s.job.ended()
 	case errors.Is(cause, errKernelDied):
 		return withKind(ErrKernel, "the kernel process exited or was killed on the server (out of memory? check dmesg there)",

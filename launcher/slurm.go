@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -93,6 +94,7 @@ func (j *jobState) update(line string) {
 	kind, rest, _ := strings.Cut(line, "|")
 	stamp, text, _ := strings.Cut(rest, "|")
 	clusterNow, _ := time.Parse("2006-01-02T15:04:05", stamp)
+	j.log.detail("job status: %s", line)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var sts []sched.Status
@@ -181,6 +183,60 @@ func (j *jobState) timeWarning(left time.Duration) {
 	}
 }
 
+// endAsk bounds asking the scheduler why a job ended: a job is COMPLETING
+// for a moment before its final state shows.
+const endAsk = 20 * time.Second
+
+// jobEnd is the error for the session's job once it is over: the end the
+// status lines said, else the scheduler's answer now (the login side's last
+// line can be lost with its files). Asking squeue again on a failure, then
+// accounting: a failed query is never taken for "the job is gone". nil
+// when there is no job, or no answer.
+func (s *session) jobEnd() error {
+	if s.job == nil {
+		return nil
+	}
+	if err := s.job.ended(); err != nil || s.job.jobID() == "" || s.linkDeadAtEnd() {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), endAsk)
+	defer cancel()
+	id := s.job.jobID()
+	for ctx.Err() == nil {
+		st, ok := s.askJob(ctx, id)
+		if ok && st.Phase == sched.Ended {
+			s.job.mu.Lock()
+			s.job.last, s.job.known = st, true
+			s.job.mu.Unlock()
+			return s.job.ended()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// askJob asks the queue about job id, then accounting if the queue does
+// not know it.
+func (s *session) askJob(ctx context.Context, id string) (sched.Status, bool) {
+	sch := s.job.sch
+	for _, c := range []struct {
+		argv  sched.Command
+		parse func(string) ([]sched.Status, error)
+	}{{sch.Query(id), sch.ParseStatus}, {sch.Accounting(id), sch.ParseAccounting}} {
+		out, code, err := remote.Sched(ctx, s.runner(), c.argv)
+		if err != nil || code != 0 {
+			continue
+		}
+		if sts, err := c.parse(out); err == nil && len(sts) > 0 {
+			return sts[0], true
+		}
+	}
+	return sched.Status{}, false
+}
+
 // ended is the error for a job that is over: why, in the scheduler's
 // words mapped to kq's, or nil while it is not (or not known to be) over.
 func (j *jobState) ended() error {
@@ -239,7 +295,7 @@ func (s *session) startError(err error) error {
 		}
 		return err
 	}
-	if jerr := s.job.ended(); jerr != nil {
+	if jerr := s.jobEnd(); jerr != nil {
 		return fmt.Errorf("%w, before the kernel started: %w", jerr, err)
 	}
 	if strings.Contains(err.Error(), "not found") && s.job.jobID() == "" {
