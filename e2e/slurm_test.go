@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,5 +154,72 @@ func TestSlurmKilled(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	c.Run(t, "scancel", block)
+	slurmClean(t, e, c)
+}
+
+// kernelIDFrom reads the kernel's id from kq's "kernel started" line.
+func kernelIDFrom(t *testing.T, stderr string) string {
+	t.Helper()
+	m := regexp.MustCompile(`kernel-kq-([0-9a-f-]{36})\.json`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no kernel id in:\n%s", stderr)
+	}
+	return m[1]
+}
+
+// TestSlurmRestartLsStop: kq ls shows kq's job with its state and node;
+// kq restart gives a fresh kernel inside the same job (the open session
+// keeps working); a --detach kernel's job is cancelled by kq stop.
+func TestSlurmRestartLsStop(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	r := e.start([]string{"cluster"}, "KQ_TEST_CODE=x = 42; print('set')", "KQ_TEST_CODE2=print('x' in globals())")
+	if rep := r.report(t); strings.TrimSpace(rep.Out) != "set" {
+		t.Fatalf("first cell: %q", rep.Out)
+	}
+	id := kernelIDFrom(t, r.stderr.String())
+	jobs := c.Jobs(t)
+	if len(jobs) != 1 {
+		t.Fatalf("queue: %q", jobs)
+	}
+	job := strings.Fields(jobs[0])[0]
+
+	ls, code := e.runToEnd([]string{"ls", "cluster"})
+	out := ls.stdout.String()
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, job) || !strings.Contains(out, "RUNNING") ||
+		!strings.Contains(out, c.NodeName) {
+		t.Fatalf("kq ls: exit %d\n%s\n%s", code, out, ls.stderr)
+	}
+
+	rs, code := e.runToEnd([]string{"restart", "cluster", id})
+	if code != 0 || !strings.Contains(rs.stderr.String(), "restarted kernel") {
+		t.Fatalf("kq restart: exit %d\n%s", code, rs.stderr)
+	}
+	if after := c.Jobs(t); len(after) != 1 || strings.Fields(after[0])[0] != job {
+		t.Fatalf("restart must stay in job %s: %q", job, after)
+	}
+	_, err := r.stdin.Write([]byte("go\n"))
+	must(t, err)
+	line := r.waitLine(t, "KQTEST2 ", 90*time.Second)
+	if !strings.Contains(line, `"out": "False`) {
+		t.Errorf("the restarted kernel kept its namespace: %s", line)
+	}
+	r.stdin.Close()
+	if code := r.wait(t, time.Minute); code != 0 {
+		t.Fatalf("session: exit %d\n%s", code, r.stderr)
+	}
+	slurmClean(t, e, c)
+
+	d, code := e.runToEnd([]string{"run", "--detach", "cluster"})
+	if code != 0 {
+		t.Fatalf("--detach: exit %d\n%s", code, d.stderr)
+	}
+	if len(c.Jobs(t)) != 1 {
+		t.Fatalf("no job for the detached kernel: %q", c.Jobs(t))
+	}
+	st, code := e.runToEnd([]string{"stop", "cluster", kernelIDFrom(t, d.stderr.String())})
+	if code != 0 {
+		t.Fatalf("kq stop: exit %d\n%s", code, st.stderr)
+	}
 	slurmClean(t, e, c)
 }

@@ -321,3 +321,72 @@ func roundWait(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Minute)
 }
+
+// addJobs adds to kq ls what the scheduler says of kq's jobs: each kernel's
+// job, and jobs of kq whose kernel file is gone (listed by their name, so
+// that kq stop can cancel them).
+func (m *manager) addJobs(ctx context.Context, entries []KernelEntry) ([]KernelEntry, error) {
+	if m.o.Profile.Scheduler == "" {
+		return entries, nil
+	}
+	sch, err := sched.For(m.o.Profile.Scheduler)
+	if err != nil {
+		return nil, withKind(ErrUsage, "", err)
+	}
+	out, code, err := remote.Sched(ctx, m.runner(), sch.List("kq-"))
+	if err != nil {
+		return nil, withKind(ErrKernel, "the scheduler's commands must be on the login node's PATH", fmt.Errorf("list jobs on %s: %w", m.host, err))
+	}
+	jobs, perr := sch.ParseStatus(out)
+	if code != 0 || perr != nil {
+		return nil, withKind(ErrKernel, "", fmt.Errorf("list jobs on %s: %s", m.host, strings.TrimSpace(out)))
+	}
+	byID := map[string]int{}
+	for i, e := range entries {
+		byID[e.ID] = i
+	}
+	for _, st := range jobs {
+		id, ok := strings.CutPrefix(st.Name, "kq-")
+		if !ok {
+			continue
+		}
+		je := &remote.JobEntry{ID: st.ID, State: st.State, Reason: st.Reason, Node: st.Node, TimeLeftSeconds: int(st.TimeLeft / time.Second)}
+		if st.TimeLeft < 0 {
+			je.TimeLeftSeconds = -1
+		}
+		if i, ok := byID[id]; ok {
+			entries[i].Job = je
+			continue
+		}
+		entries = append(entries, KernelEntry{ID: id, KQ: true, Alive: st.Phase != sched.Ended, Job: je})
+	}
+	return entries, nil
+}
+
+// cancelJob cancels a stopped kernel's job if it is still there (its
+// login side was gone, or its kernel file was).
+func (m *manager) cancelJob(ctx context.Context, e KernelEntry) error {
+	if e.Job == nil || m.o.Profile.Scheduler == "" {
+		return nil
+	}
+	sch, err := sched.For(m.o.Profile.Scheduler)
+	if err != nil {
+		return err
+	}
+	out, code, err := remote.Sched(ctx, m.runner(), sch.Query(e.Job.ID))
+	if err != nil {
+		return err
+	}
+	if sts, perr := sch.ParseStatus(out); code == 0 && perr == nil && len(sts) > 0 && sts[0].Phase == sched.Ended {
+		return nil
+	}
+	out, code, err = remote.Sched(ctx, m.runner(), sch.Cancel(e.Job.ID))
+	if err != nil {
+		return fmt.Errorf("cancel job %s: %w", e.Job.ID, err)
+	}
+	if code != 0 {
+		return fmt.Errorf("cancel job %s: %s", e.Job.ID, strings.TrimSpace(out))
+	}
+	m.log.always("cancelled job %s", e.Job.ID)
+	return nil
+}

@@ -57,6 +57,22 @@ type Entry struct {
 	Kept bool `json:"kept"`
 	// JSON is its connection file's content.
 	JSON []byte `json:"-"`
+	// Job is the kernel's batch job (a profile with scheduler:), as the
+	// scheduler reports it; nil for a kernel that runs on the host.
+	Job *JobEntry `json:"job,omitempty"`
+}
+
+// JobEntry is a kq kernel's batch job in kq ls.
+type JobEntry struct {
+	// ID is the scheduler's job id; State its state (RUNNING, PENDING).
+	ID    string `json:"id"`
+	State string `json:"state"`
+	// Reason is why a pending job waits.
+	Reason string `json:"reason,omitempty"`
+	// Node is where it runs.
+	Node string `json:"node,omitempty"`
+	// TimeLeftSeconds is the time to its limit; -1 when unknown.
+	TimeLeftSeconds int `json:"time_left_seconds"`
 }
 
 // parser is the one reader of remote.sh's output: fed line by line, it
