@@ -223,3 +223,37 @@ func TestSlurmRestartLsStop(t *testing.T) {
 	}
 	slurmClean(t, e, c)
 }
+
+// TestSlurmRefused: a partition the cluster does not have and a request it
+// cannot ever satisfy: sbatch refuses, kq says why, exit 7, nothing queued.
+func TestSlurmRefused(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{
+		"nopart": e.slurmProfile(profile{"slurm": map[string]any{"time": "5", "partition": "nope"}}),
+		"toobig": e.slurmProfile(profile{"slurm": map[string]any{"time": "5", "mem": "999999"}}),
+	})
+	for name, want := range map[string]string{"nopart": "Invalid partition name specified", "toobig": "Requested node configuration is not available"} {
+		r, code := e.runToEnd([]string{name})
+		errs := r.stderr.String()
+		if code != 7 || !strings.Contains(errs, want) || strings.Count(errs, "kq: error:") != 1 {
+			t.Errorf("%s: exit %d\n%s", name, code, errs)
+		}
+		t.Logf("%s:\n%s", name, errs)
+		slurmClean(t, e, c)
+	}
+}
+
+// TestSlurmKernelFails: a kernel command that fails on the node fails the
+// job before the kernel starts; kq shows the job's output, exits 7, and
+// leaves nothing queued.
+func TestSlurmKernelFails(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile(profile{"kernel": "/no/such/python3 -m ipykernel_launcher"})})
+	r, code := e.runToEnd([]string{"cluster"})
+	errs := r.stderr.String()
+	if code != 7 || !strings.Contains(errs, "/no/such/python3") || !strings.Contains(errs, "before the kernel") {
+		t.Errorf("exit %d\n%s", code, errs)
+	}
+	t.Logf("%s", errs)
+	slurmClean(t, e, c)
+}

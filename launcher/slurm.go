@@ -136,7 +136,10 @@ func (j *jobState) set(st sched.Status, clusterNow time.Time) {
 	j.learnID(st.ID)
 	switch st.Phase {
 	case sched.Pending:
-		line := fmt.Sprintf("job %s pending (%s)", j.id, orDash(st.Reason))
+		line := fmt.Sprintf("job %s pending", j.id)
+		if st.Reason != "" && st.Reason != "None" {
+			line += " (" + st.Reason + ")"
+		}
 		if !st.Start.IsZero() && !clusterNow.IsZero() {
 			line += fmt.Sprintf(", est. start in %s", roundWait(st.Start.Sub(clusterNow)))
 		}
@@ -270,7 +273,7 @@ func endHint(reason string) string {
 	case sched.EndCancelled:
 		return "someone cancelled the job (scancel), or the cluster's admins did"
 	}
-	return "see the job's output"
+	return "the job's output ends with the line above; run the kernel command in a job by hand (srun --pty) to see more"
 }
 
 // jobID is the job's id, once submitted.
@@ -298,8 +301,13 @@ func (s *session) startError(err error) error {
 	if jerr := s.jobEnd(); jerr != nil {
 		return fmt.Errorf("%w, before the kernel started: %w", jerr, err)
 	}
-	if strings.Contains(err.Error(), "not found") && s.job.jobID() == "" {
+	switch {
+	case s.job.jobID() != "":
+		return withKind(ErrKernel, "the job's output is above; run the kernel command in a job by hand (srun --pty) to see more", err)
+	case strings.Contains(err.Error(), "not found"):
 		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
+	case strings.Contains(err.Error(), "refused"):
+		return withKind(ErrKernel, "fix the profile's slurm: settings (partition, gres, mem, time, ...); sbatch --test-only on the login node tries a request", err)
 	}
 	return err
 }

@@ -189,7 +189,7 @@ job_node() {
     if [ "$(beat_age)" -gt "$stale" ]; then jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop; break; fi
     sleep 1
   done
+  # The kernel's status is the job's: a kernel that failed fails the job.
   wait "$kpid" 2>/dev/null
-  rc=$?
-  jsay "kq: the kernel exited ($rc)"
+  exit $?
 }

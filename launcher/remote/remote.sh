@@ -231,7 +231,9 @@ wait_json() {
       rm -f "$f.new"
     fi
     if ! alive; then
-      say "KQ-ERROR kernel command exited before writing $f"
+      if [ -e "$base.job" ]; then say "KQ-ERROR the kernel's batch job $(cat "$base.job") ended before the kernel wrote $f"
+      elif [ -e "$base.sbatch" ]; then say "KQ-ERROR the scheduler refused the kernel's batch job"
+      else say "KQ-ERROR kernel command exited before writing $f"; fi
       tail -n 20 "$log" | sed 's/^/KQ-LOG /'; say KQ-FAILED; exit 1
     fi
     i=$((i+1))
