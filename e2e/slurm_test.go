@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -254,6 +255,54 @@ func TestSlurmKernelFails(t *testing.T) {
 	if code != 7 || !strings.Contains(errs, "/no/such/python3") || !strings.Contains(errs, "before the kernel") {
 		t.Errorf("exit %d\n%s", code, errs)
 	}
-	t.Logf("%s", errs)
 	slurmClean(t, e, c)
+}
+
+// TestSlurmKernelMode: jupyter_client's KernelManager runs a Slurm
+// profile's kernelspec (kq kernel): the kernel runs on the node, the
+// manager's interrupt reaches it, restart_kernel() and
+// restart_kernel(now=True) each give a fresh kernel with never more than
+// one job queued, and shutdown_kernel() leaves nothing.
+func TestSlurmKernelMode(t *testing.T) {
+	base, c := slurmEnv(t, slurmtest.Options{})
+	e := kernelEnvFor(t, base, base.slurmProfile())
+	e.remoteListening = func(port int) bool { return nodeListening(t, c, port) }
+	maxJobs := 0
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if out, err := c.Command(contextFor(t, 10*time.Second), "squeue", "-h", "-o", "%i").Output(); err == nil {
+				maxJobs = max(maxJobs, len(strings.Fields(string(out))))
+			}
+		}
+	}()
+	r := e.helper([]string{"km"}, "KQ_KERNEL_NAME=kqtest")
+	s := e.sampleKernels()
+	st, id0, remotePorts := e.kmStarted(t, r)
+	pid0 := e.kmExecuted(t, r)
+	e.kmInterrupted(t, r, st, id0)
+	pids, restartPorts := e.kmRestarts(t, r, st, id0, pid0)
+	e.kmShutdown(t, r, s)
+	close(stop)
+	<-sampled
+	if maxJobs != 1 {
+		t.Errorf("at most %d jobs at once, want 1", maxJobs)
+	}
+	slurmClean(t, base, c)
+	e.assertKernelModeClean(t, append(pids, pid0), st.Ports, append(remotePorts, restartPorts...))
+}
+
+// nodeListening says the node accepts a connection on port, as seen from
+// the login node (the client has no route to the node).
+func nodeListening(t *testing.T, c *slurmtest.Cluster, port int) bool {
+	cmd := c.Command(contextFor(t, 10*time.Second), sysPython, "-c",
+		"import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)", c.NodeAddr, strconv.Itoa(port))
+	return cmd.Run() == nil
 }

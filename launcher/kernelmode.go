@@ -187,7 +187,7 @@ func (s *session) waitKernel(ctx context.Context, cancel context.CancelCauseFunc
 	for {
 		select {
 		case <-ctx.Done():
-			if err := s.jobEnd(); err != nil && errors.Is(context.Cause(ctx), errKernelDied) {
+			if err := s.kernelModeJobEnd(); err != nil && errors.Is(context.Cause(ctx), errKernelDied) {
 				return err // the job's end: its reason, exit 7
 			}
 			if errors.Is(context.Cause(ctx), errKernelDied) {

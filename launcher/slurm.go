@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,8 @@ type jobState struct {
 	// ($SLURMD_NODENAME and scontrol's NodeAddr).
 	node, addr string
 	queryErr   string
+	// exited is the kernel's exit status on the node, once it ended.
+	exited string
 }
 
 // addJob turns spec into a batch job's when the profile names a scheduler.
@@ -104,8 +107,10 @@ func (j *jobState) update(line string) {
 		j.learnID(text)
 		return
 	case "N":
-		node, addr, _ := strings.Cut(text, " ")
+		f := append(strings.Fields(text), "", "", "")
+		node, addr := f[0], f[1]
 		j.node, j.addr = node, addr
+		j.learnID(f[2])
 		if !j.running {
 			j.running = true
 			j.log.step("job %s running on %s (%s) after %s in the queue", j.id, node, addr, roundWait(time.Since(j.submitted)))
@@ -115,6 +120,9 @@ func (j *jobState) update(line string) {
 		sts, err = j.sch.ParseStatus(text)
 	case "A":
 		sts, err = j.sch.ParseAccounting(text)
+	case "X":
+		j.exited = text
+		return
 	case "E":
 		if text != j.queryErr {
 			j.log.step("job %s: the scheduler did not answer (%s); asking again", j.id, strings.TrimSpace(text))
@@ -202,6 +210,10 @@ func (s *session) jobEnd() error {
 	if err := s.job.ended(); err != nil || s.job.jobID() == "" || s.linkDeadAtEnd() {
 		return err
 	}
+	if rc, node := s.job.exitStatus(); rc != "" {
+		return withKind(ErrKernel, "the kernel process exited or was killed on the node (out of memory? see the job's output)",
+			fmt.Errorf("the kernel exited (status %s) on %s; job %s ends with it", rc, orDash(node), s.job.jobID()))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), endAsk)
 	defer cancel()
 	id := s.job.jobID()
@@ -219,6 +231,26 @@ func (s *session) jobEnd() error {
 		}
 	}
 	return nil
+}
+
+// kernelModeJobEnd is jobEnd for kq kernel, from what is known already (the
+// manager is waiting): a kernel that exited 0, or a job that completed, is
+// the normal end after the manager's shutdown_request.
+func (s *session) kernelModeJobEnd() error {
+	if s.job == nil {
+		return nil
+	}
+	if rc, node := s.job.exitStatus(); rc != "" && rc != "0" {
+		return withKind(ErrKernel, "the kernel process exited or was killed on the node (out of memory? see the job's output)",
+			fmt.Errorf("the kernel exited (status %s) on %s; job %s ends with it", rc, orDash(node), s.job.jobID()))
+	}
+	s.job.mu.Lock()
+	completed := s.job.last.Phase == sched.Ended && s.job.last.Reason == sched.EndCompleted
+	s.job.mu.Unlock()
+	if completed {
+		return nil
+	}
+	return s.job.ended()
 }
 
 // askJob asks the queue about job id, then accounting if the queue does
@@ -276,6 +308,17 @@ func endHint(reason string) string {
 	return "the job's output ends with the line above; run the kernel command in a job by hand (srun --pty) to see more"
 }
 
+// exitStatus is the kernel's exit status on the node, "" while unknown,
+// and the node.
+func (j *jobState) exitStatus() (string, string) {
+	if j == nil {
+		return "", ""
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.exited, j.node
+}
+
 // jobID is the job's id, once submitted.
 func (j *jobState) jobID() string {
 	if j == nil {
@@ -298,19 +341,29 @@ func (s *session) startError(err error) error {
 		}
 		return err
 	}
+	msg := err.Error()
+	if m := endedJob.FindStringSubmatch(msg); m != nil && s.job.jobID() == "" {
+		s.job.mu.Lock()
+		s.job.id = m[1] // it ran and ended before its first status line came
+		s.job.mu.Unlock()
+	}
 	if jerr := s.jobEnd(); jerr != nil {
 		return fmt.Errorf("%w, before the kernel started: %w", jerr, err)
 	}
 	switch {
+	case strings.Contains(msg, "refused the kernel's batch job"):
+		return withKind(ErrKernel, "fix the profile's slurm: settings (partition, gres, mem, time, ...); sbatch --test-only on the login node tries a request", err)
 	case s.job.jobID() != "":
 		return withKind(ErrKernel, "the job's output is above; run the kernel command in a job by hand (srun --pty) to see more", err)
-	case strings.Contains(err.Error(), "not found"):
+	case strings.Contains(msg, "not found"):
 		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
-	case strings.Contains(err.Error(), "refused"):
-		return withKind(ErrKernel, "fix the profile's slurm: settings (partition, gres, mem, time, ...); sbatch --test-only on the login node tries a request", err)
 	}
 	return err
 }
+
+// endedJob finds the job id in remote.sh's report of a job that ended
+// before its kernel wrote the connection file.
+var endedJob = regexp.MustCompile(`batch job (\d[\d_]*) ended before`)
 
 func orDash(s string) string {
 	if s == "" {

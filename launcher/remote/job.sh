@@ -17,12 +17,14 @@
 #   kernel-kq-ID.job    the job id
 #   kernel-kq-ID.sched  the job's last status line: KIND|CLUSTER-TIME|TEXT,
 #                       KIND Q (the queue's line), A (accounting's), E (an
-#                       error from the scheduler's commands), S (submitted)
+#                       error from the scheduler's commands), S (submitted),
+#                       X (the kernel's exit status: the job ends with it)
 #   kernel-kq-ID.beat   touched by job_login at every look; its age is the
 #                       node side's sign that no login side is left
 #   kernel-kq-ID.node   "NODE ADDRESS" once the job runs
 #   kernel-kq-ID.npid   the kernel's pid on the node
 #   kernel-kq-ID.restart, .int   requests to the node side
+#   kernel-kq-ID.exited the kernel's exit status, once the node side ends
 #   kernel-kq-ID.sbatch, .kcmd   the batch script, the kernel's start script
 #   kernel-kq-ID.out    the job's output
 #
@@ -70,8 +72,15 @@ look() {
   return 1
 }
 
-# nap sleeps in the background, so a signal's trap runs at once.
-nap() { sleep "$1" & napper=$!; wait "$napper" 2>/dev/null; napper=; }
+# nap sleeps $1 seconds in short steps in the background, so a signal's
+# trap runs at once, and ends early once the node side says the kernel
+# exited.
+nap() {
+  n=0
+  while [ "$n" -lt $(($1 * 5)) ] && [ ! -e "$base.exited" ]; do
+    sleep 0.2 & napper=$!; wait "$napper" 2>/dev/null; napper=; n=$((n+1))
+  done
+}
 
 # cancel cancels the job and waits (bounded) until the queue confirms it
 # is over, so kq's "cancelled" is true when it says it.
@@ -126,6 +135,11 @@ job_login() {
   d=1
   while :; do
     : > "$beatf"
+    if [ -e "$base.exited" ]; then
+      # The kernel is over and the job ends with it (remote.sh's hold says
+      # so to kq).
+      status X "$(cat "$base.exited")"; state="over: the kernel exited ($(cat "$base.exited"))"; break
+    fi
     if look; then
       live "$state" || break
       case "$state" in PENDING|REQUEUED) d=$((d < 5 ? d+1 : 5));; *) d=2;; esac
@@ -145,7 +159,7 @@ beat_age() {
 # kalive: the kernel runs (a child that exited is a zombie until waited for).
 kalive() {
   [ -n "$kpid" ] && kill -0 "$kpid" 2>/dev/null || return 1
-  ! { [ -r "/proc/$kpid/stat" ] && sed 's/.*) //' "/proc/$kpid/stat" | cut -c1 | grep -q Z; }
+  ! { [ -r "/proc/$kpid/stat" ] && sed 's/.*) //' "/proc/$kpid/stat" 2>/dev/null | cut -c1 | grep -q Z; }
 }
 kstop() {
   kalive || return 0
@@ -168,9 +182,10 @@ kstart() {
 
 # job_node is the batch script's body; the job starts in the runtime dir.
 job_node() {
+  umask 077
   base="$PWD/kernel-kq-$id"; f="$base.json"; jbase; kpid=
   trap 'jsay "kq: the job nears its time limit"' USR1
-  trap 'kstop; exit 143' TERM HUP
+  trap 'kstop; jsay 143 > "$base.exited"; exit 143' TERM HUP
   if [ "$(beat_age)" -gt "$stale" ]; then jsay "kq: no kq is waiting for this job any more"; exit 0; fi
   # shellcheck disable=SC2046 # NODE and ADDRESS
   set -- $(eval "$q_node")
@@ -179,17 +194,29 @@ job_node() {
     *[!0-9.:]*|"") a=$(getent hosts "${addr:-$node}" 2>/dev/null | awk '{ print $1; exit }'); addr=${a:-$addr};;
   esac
   [ -n "$addr" ] || { jsay "kq: cannot tell this node's address ($node)"; exit 1; }
+  # A connection file kq preset (kq kernel: the manager's key, ports 0)
+  # names the address the kernel binds, and the kernel takes the file's
+  # over --ip: it is the node's.
+  if [ -s "$f" ]; then
+    sed 's/"ip": *"[^"]*"/"ip": "'"$addr"'"/' "$f" > "$f.ip" && mv "$f.ip" "$f"
+  fi
   printf '%s %s\n' "$node" "$addr" > "$nodef"
   cd "$HOME" 2>/dev/null || cd /
   kstart
+  n=0
   while :; do
     if [ -e "$base.restart" ]; then kstop; kstart; rm -f "$base.restart"; fi
     if [ -e "$base.int" ]; then rm -f "$base.int"; kill -INT -"$kpid" 2>/dev/null || kill -INT "$kpid" 2>/dev/null; fi
     kalive || break
-    if [ "$(beat_age)" -gt "$stale" ]; then jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop; break; fi
-    sleep 1
+    n=$((n+1))
+    if [ $((n % 25)) = 0 ] && [ "$(beat_age)" -gt "$stale" ]; then
+      jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop; break
+    fi
+    sleep 0.2
   done
   # The kernel's status is the job's: a kernel that failed fails the job.
   wait "$kpid" 2>/dev/null
-  exit $?
+  rc=$?
+  jsay "$rc" > "$base.exited"
+  exit "$rc"
 }

@@ -103,7 +103,7 @@ kill_kernel() {
 cleanup() {
   rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap"
   rm -f "$base.job" "$base.sched" "$base.sched.new" "$base.beat" "$base.node" "$base.npid" "$base.restart" \
-    "$base.int" "$base.sbatch" "$base.kcmd" "$base.out"
+    "$base.int" "$base.sbatch" "$base.kcmd" "$base.out" "$base.exited"
 }
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
@@ -167,10 +167,14 @@ hold() {
       # A dead kernel ends the whole session ($$ is the hold shell), even
       # one whose kq is out of reach and sends nothing more; a start that
       # failed says why itself and waits for kq's "kill".
-      if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && ! alive; then
+      # A batch job's kernel that exited on the node (job.sh's .exited) is
+      # dead at once: its login side is ending too, and is waited for.
+      if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && { [ -e "$base.exited" ] || ! alive; }; then
         # Its files go first, so that a kq that leaves at the news (kq
         # kernel) leaves nothing behind.
-        relay_sched; finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
+        xrc=$(cat "$base.exited" 2>/dev/null); waitgone 30; relay_sched
+        [ -n "$xrc" ] && say "KQ-SCHED X|$(date +%Y-%m-%dT%H:%M:%S)|$xrc"
+        finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
       sleep 1
@@ -244,7 +248,7 @@ wait_json() {
   done
   chmod 600 "$f" # the key is private, whatever the kernel's umask
   # A batch job's node ("NODE ADDRESS", job.sh), before the file it serves.
-  [ -s "$base.node" ] && say "KQ-SCHED N|$(date +%Y-%m-%dT%H:%M:%S)|$(cat "$base.node")"
+  [ -s "$base.node" ] && say "KQ-SCHED N|$(date +%Y-%m-%dT%H:%M:%S)|$(cat "$base.node") $(cat "$base.job" 2>/dev/null)"
   rm -f "$starting"
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
 }
