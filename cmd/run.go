@@ -21,6 +21,9 @@ type RunOptions struct {
 	FrontendArgs []string
 	// DryRun prints the plan instead of connecting.
 	DryRun bool
+	// Connect, with DryRun, asks the profile's scheduler for the job's
+	// estimated start (nothing is submitted).
+	Connect bool
 	// Detach leaves the kernel running without a frontend.
 	Detach bool
 	// Flags are the command's flags; config takes the setting flags that
@@ -48,6 +51,7 @@ func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
 	addSettingFlags(fs, profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump)
 	addSettingFlags(fs, schedulerFlags...)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
+	fs.BoolVar(&opts.Connect, "connect", false, "with --dry-run on a scheduler profile: ask the login node's scheduler when the job would start (sbatch --test-only)")
 	fs.BoolVar(&opts.Detach, "detach", false, "start the kernel and leave it running without a frontend, until kq stop")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
@@ -58,6 +62,9 @@ func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
 			return usageError(c, "want exactly one PROFILE before '--'")
 		}
 		opts.Profile, opts.Flags = args[0], c.Flags()
+		if opts.Connect && !opts.DryRun {
+			return usageError(c, "--connect goes with --dry-run")
+		}
 		if runF != nil {
 			return runF(opts)
 		}
@@ -81,7 +88,14 @@ func runRun(o *RunOptions) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprint(o.Factory.IO.Out, plan)
+		if _, err = fmt.Fprint(o.Factory.IO.Out, plan); err != nil || !o.Connect {
+			return err
+		}
+		est, err := launcher.PlanStart(o.Factory.Ctx, lo)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprint(o.Factory.IO.Out, est)
 		return err
 	}
 	return frontendExit(launcher.Run(o.Factory.Ctx, lo))

@@ -67,6 +67,14 @@ func TestSlurmSession(t *testing.T) {
 		}
 	}
 	slurmClean(t, e, c)
+
+	// --dry-run --connect asks the scheduler, and submits nothing.
+	d, code := e.runToEnd([]string{"run", "--dry-run", "--connect", "cluster"})
+	if code != 0 || !strings.Contains(d.stdout.String(), "#SBATCH --time=5") ||
+		!regexp.MustCompile(`estimated start: \d{4}-\d\d-\d\d .*to start at .* on nodes `+c.NodeName).MatchString(d.stdout.String()) {
+		t.Fatalf("--dry-run --connect: exit %d\n%s\n%s", code, d.stdout, d.stderr)
+	}
+	slurmClean(t, e, c)
 }
 
 // blocker takes every CPU of the node, so the next job waits.
@@ -85,7 +93,8 @@ func blocker(t *testing.T, c *slurmtest.Cluster) string {
 }
 
 // TestSlurmPendingInterrupt: behind a blocker, kq says the job is pending
-// and why; Ctrl-C cancels kq's job at once (and only it) and exits 130.
+// and why; Ctrl-C cancels kq's job at once (and only it) and exits 130;
+// so does the end of --queue-timeout, with exit 7.
 func TestSlurmPendingInterrupt(t *testing.T) {
 	e, c := slurmEnv(t, slurmtest.Options{})
 	block := blocker(t, c)
@@ -106,6 +115,15 @@ func TestSlurmPendingInterrupt(t *testing.T) {
 	// The cancel is confirmed before kq exits: only the blocker is left.
 	if jobs := c.Jobs(t); len(jobs) != 1 || !strings.HasPrefix(jobs[0], block+" ") {
 		t.Fatalf("queue after Ctrl-C: %q", jobs)
+	}
+
+	// --queue-timeout gives up on a job still queued, and cancels it.
+	r, code := e.runToEnd([]string{"cluster", "--queue-timeout", "4s"})
+	if code != 7 || !strings.Contains(r.stderr.String(), "queue timeout") {
+		t.Fatalf("--queue-timeout: exit %d\n%s", code, r.stderr)
+	}
+	if jobs := c.Jobs(t); len(jobs) != 1 || !strings.HasPrefix(jobs[0], block+" ") {
+		t.Fatalf("queue after the queue timeout: %q", jobs)
 	}
 	c.Run(t, "scancel", block)
 	slurmClean(t, e, c)

@@ -74,6 +74,9 @@ func jobSpec(sch sched.Scheduler, p profiles.Profile, k remote.KernelSpec) (*rem
 	j := &remote.JobSpec{NodeAddress: sch.NodeAddress(), QueueTimeout: p.QueueTimeout}
 	k.Job = j
 	name := "kq-" + k.ID
+	if k.ID == "dry-run" {
+		name = "kq-dry-run" // sbatch --test-only: never submitted
+	}
 	script, err := sch.Script(sched.Request{Name: name, Output: "kernel-kq-" + k.ID + ".out", Body: k.JobBody(),
 		Resources: resources(p)})
 	if err != nil {
@@ -450,4 +453,78 @@ func (m *manager) cancelJob(ctx context.Context, e KernelEntry) error {
 	}
 	m.log.always("cancelled job %s", e.Job.ID)
 	return nil
+}
+
+// planJob is --dry-run's part for a scheduler profile: the batch script's
+// directives and what runs in the job.
+func planJob(w func(string, ...any), p profiles.Profile) error {
+	if p.Scheduler == "" {
+		return nil
+	}
+	sch, err := sched.For(p.Scheduler)
+	if err != nil {
+		return withKind(ErrUsage, "", err)
+	}
+	script, err := batchScript(sch, p, "<uuid>")
+	if err != nil {
+		return withKind(ErrUsage, "", err)
+	}
+	w("batch job (%s): submitted from RUNTIME with %s, watched with %s, cancelled with %s on every exit:", sch.Name(),
+		strings.Join(sch.Submit("RUNTIME/kernel-kq-<uuid>.sbatch"), " "), strings.Join(sch.Query("<job>"), " "),
+		strings.Join(sch.Cancel("<job>"), " "))
+	lines := strings.Split(strings.TrimSuffix(script, "\n"), "\n")
+	body := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "#!") || strings.HasPrefix(l, "#SBATCH") || body == 0 && strings.HasPrefix(l, "# kq:") {
+			w("      %s", l)
+			continue
+		}
+		body++
+	}
+	w("      ... and %d lines of kq's node side (job.sh): the kernel's start script above as its child, bound to the node's address", body)
+	return nil
+}
+
+// batchScript is the batch script for kernel id of profile p.
+func batchScript(sch sched.Scheduler, p profiles.Profile, id string) (string, error) {
+	k := newKernelSpec(p, id)
+	j, err := jobSpec(sch, p, k)
+	if err != nil {
+		return "", err
+	}
+	return j.BatchScript, nil
+}
+
+// PlanStart is --dry-run --connect for a scheduler profile: it asks the
+// scheduler on the login node when the batch job would start (sbatch
+// --test-only: nothing is submitted).
+func PlanStart(ctx context.Context, o Options) (string, error) {
+	p := o.Profile
+	if p.Scheduler == "" {
+		return "", withKind(ErrUsage, "", fmt.Errorf("profile %s has no scheduler: --connect asks a scheduler", p.Name))
+	}
+	sch, err := sched.For(p.Scheduler)
+	if err != nil {
+		return "", withKind(ErrUsage, "", err)
+	}
+	script, err := batchScript(sch, p, "dry-run")
+	if err != nil {
+		return "", withKind(ErrUsage, "", err)
+	}
+	log := reporter{w: o.Stderr, quiet: o.Quiet, verbose: o.Verbose}
+	d, err := dialProfile(ctx, o, log)
+	if err != nil {
+		return "", err
+	}
+	defer d.closeTerminal()
+	defer d.ch.Close()
+	out, code, err := remote.SchedInput(ctx, remote.SSH{Client: d.ch.Host()}, sch.Test(), script)
+	if err != nil {
+		return "", withKind(ErrKernel, "the scheduler's commands must be on the login node's PATH", err)
+	}
+	at, perr := sch.ParseTest(out)
+	if code != 0 || perr != nil {
+		return "", withKind(ErrKernel, "fix the profile's slurm: settings", fmt.Errorf("%s refuses the job: %s", sch.Name(), strings.TrimSpace(out)))
+	}
+	return fmt.Sprintf("estimated start: %s (the cluster's clock; %s)\n", at.Format("2006-01-02 15:04:05"), strings.TrimSpace(out)), nil
 }

@@ -242,7 +242,9 @@ wait_json() {
     fi
     i=$((i+1))
     if [ "${start_wait:-0}" -gt 0 ] && [ $i -gt "$start_wait" ]; then
-      say "KQ-ERROR no connection file after $((start_wait / 10))s"; say KQ-FAILED; exit 1
+      if [ -e "$base.sbatch" ]; then say "KQ-ERROR the kernel's batch job did not start within the queue timeout ($((start_wait / 10))s)"
+      else say "KQ-ERROR no connection file after $((start_wait / 10))s"; fi
+      say KQ-FAILED; exit 1
     fi
     sleep 0.1
   done

@@ -109,10 +109,11 @@ type Scheduler interface {
 	Name() string
 	// Script is the batch script for r: directives, then r.Body.
 	Script(r Request) (string, error)
-	// Submit submits the script at path and prints the job id; Test asks
-	// for an estimated start without submitting.
+	// Submit submits the script at path and prints the job id; Test reads
+	// a script on its stdin and asks for an estimated start without
+	// submitting it.
 	Submit(path string) Command
-	Test(path string) Command
+	Test() Command
 	// Query, Lookup and List print status lines (ParseStatus) of one job, of
 	// the jobs with one name, and of the user's kq jobs.
 	Query(job string) Command

@@ -62,8 +62,9 @@ func (Slurm) Script(r Request) (string, error) {
 // Submit implements Scheduler.
 func (Slurm) Submit(path string) Command { return Command{"sbatch", "--parsable", path} }
 
-// Test implements Scheduler; sbatch prints the estimate on stderr.
-func (Slurm) Test(path string) Command { return Command{"sbatch", "--test-only", path} }
+// Test implements Scheduler; sbatch reads the script on stdin and prints
+// the estimate on stderr.
+func (Slurm) Test() Command { return Command{"sbatch", "--test-only"} }
 
 // Query implements Scheduler: -t all, so that a job that just ended is
 // still reported (for MinJobAge) with the state it ended in.
