@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kq-dev/kq/e2e/slurmtest"
+	"github.com/kq-dev/kq/e2e/sshdtest"
 )
 
 // slurmEnv is a test world with a real Slurm cluster: kq's host is the
@@ -279,8 +281,9 @@ func TestSlurmKernelFails(t *testing.T) {
 // TestSlurmKernelMode: jupyter_client's KernelManager runs a Slurm
 // profile's kernelspec (kq kernel): the kernel runs on the node, the
 // manager's interrupt reaches it, restart_kernel() and
-// restart_kernel(now=True) each give a fresh kernel with never more than
-// one job queued, and shutdown_kernel() leaves nothing.
+// restart_kernel(now=True) each give a fresh kernel inside the same job
+// (the manager's next kq kernel takes the job over), and
+// shutdown_kernel() leaves nothing.
 func TestSlurmKernelMode(t *testing.T) {
 	base, c := slurmEnv(t, slurmtest.Options{})
 	e := kernelEnvFor(t, base, base.slurmProfile())
@@ -304,14 +307,15 @@ func TestSlurmKernelMode(t *testing.T) {
 	r := e.helper([]string{"km"}, "KQ_KERNEL_NAME=kqtest")
 	s := e.sampleKernels()
 	st, id0, remotePorts := e.kmStarted(t, r)
+	job := c.Jobs(t)
 	pid0 := e.kmExecuted(t, r)
 	e.kmInterrupted(t, r, st, id0)
-	pids, restartPorts := e.kmRestarts(t, r, st, id0, pid0)
+	pids, restartPorts := slurmKMRestarts(t, e, c, r, st, pid0, job)
 	e.kmShutdown(t, r, s)
 	close(stop)
 	<-sampled
 	if maxJobs != 1 {
-		t.Errorf("at most %d jobs at once, want 1", maxJobs)
+		t.Errorf("%d jobs at some moment, want the one", maxJobs)
 	}
 	slurmClean(t, base, c)
 	e.assertKernelModeClean(t, append(pids, pid0), st.Ports, append(remotePorts, restartPorts...))
@@ -323,4 +327,31 @@ func nodeListening(t *testing.T, c *slurmtest.Cluster, port int) bool {
 	cmd := c.Command(contextFor(t, 10*time.Second), sysPython, "-c",
 		"import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)", c.NodeAddr, strconv.Itoa(port))
 	return cmd.Run() == nil
+}
+
+// slurmKMRestarts checks the manager's two restarts on a Slurm profile: a
+// fresh namespace in a new kernel process, the old kq gone, the manager's
+// file and ports kept, and the one job of the start still the only one.
+func slurmKMRestarts(t *testing.T, e *kernelEnv, c *slurmtest.Cluster, r *run, st stepData, pid0 int, job []string) (pids, remotePorts []int) {
+	prevPID, prevKQ := pid0, st.KQPID
+	for _, name := range []string{"restarted", "restarted_now"} {
+		rs := r.step(t, name, 90*time.Second)
+		if !rs.Fresh || rs.PID == prevPID || sshdtest.ProcessAlive(prevPID) || sshdtest.ProcessAlive(prevKQ) {
+			t.Errorf("%s: fresh %v, kernel %d (before %d), old kq %d alive %v", name, rs.Fresh, rs.PID, prevPID, prevKQ, sshdtest.ProcessAlive(prevKQ))
+		}
+		if jobs := c.Jobs(t); !slices.Equal(jobs, job) {
+			t.Errorf("%s: jobs %q, want the first one %q", name, jobs, job)
+		}
+		if !slices.Equal(rs.Ports, st.Ports) || rs.File != st.File {
+			t.Errorf("%s: the manager changed its file or ports (%s %v)", name, rs.File, rs.Ports)
+		}
+		remotePorts = append(remotePorts, e.checkPorts(t, readConn(t, rs.File))...)
+		prevPID, prevKQ = rs.PID, rs.KQPID
+		pids = append(pids, rs.PID)
+		r.resume(t)
+	}
+	if id := strings.Fields(job[0])[0]; strings.Count(r.stderr.String(), "restarting the kernel in job "+id+" ") != 2 {
+		t.Errorf("kq kernel did not say it restarts in job %s:\n%s", id, r.stderr)
+	}
+	return pids, remotePorts
 }

@@ -126,6 +126,10 @@ func (j *jobState) update(line string) {
 	case "X":
 		j.exited = text
 		return
+	case "R":
+		j.id = text
+		j.log.step("restarting the kernel in job %s (the same allocation)", text)
+		return
 	case "E":
 		if text != j.queryErr {
 			j.log.step("job %s: the scheduler did not answer (%s); asking again", j.id, strings.TrimSpace(text))
@@ -354,12 +358,12 @@ func (s *session) startError(err error) error {
 		return fmt.Errorf("%w, before the kernel started: %w", jerr, err)
 	}
 	switch {
+	case s.job.jobID() == "" && strings.Contains(msg, "not found"):
+		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
 	case strings.Contains(msg, "refused the kernel's batch job"):
 		return withKind(ErrKernel, "fix the profile's slurm: settings (partition, gres, mem, time, ...); sbatch --test-only on the login node tries a request", err)
 	case s.job.jobID() != "":
 		return withKind(ErrKernel, "the job's output is above; run the kernel command in a job by hand (srun --pty) to see more", err)
-	case strings.Contains(msg, "not found"):
-		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
 	}
 	return err
 }

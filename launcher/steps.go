@@ -166,7 +166,9 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	if err != nil {
 		return nil, "", s.startError(fmt.Errorf("start kernel on %s: %w", host.Alias, err))
 	}
-	k.rt, k.id = path.Dir(h.Path), spec.ID
+	// A batch job kernel the manager had before may have been taken over
+	// (remote.sh's adopt_job): the kernel is the one the file names.
+	k.rt, k.id = path.Dir(h.Path), strings.TrimSuffix(strings.TrimPrefix(path.Base(h.Path), "kernel-kq-"), ".json")
 	s.hold(h, k)
 	return h.JSON, h.Path, nil
 }

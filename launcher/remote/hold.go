@@ -140,6 +140,7 @@ func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
 		preset: k.Preset, owner: k.Owner}
 	limit := startTimeout
 	if k.Job != nil {
+		v.adopt = k.Owner != "" && len(k.Preset) > 0
 		v.wait, limit = -1, 0
 		if q := k.Job.QueueTimeout; q > 0 {
 			v.wait, limit = q, q+startTimeout-120*time.Second

@@ -32,7 +32,9 @@
 # (the kernel's start script, $KQ_NODE_ADDR its address), the scheduler's
 # commands as sh words with "$job" for the id (q_submit, q_query, q_acct,
 # q_lookup, q_cancel), q_live (its live states), q_node (a snippet printing
-# "NODE ADDRESS"), and stale (heartbeat staleness, seconds).
+# "NODE ADDRESS"), stale (heartbeat staleness, seconds) and park (seconds a
+# kernel manager's job waits, its kernel gone, for the manager's restart:
+# kq kernel; 0 for a session's).
 # shellcheck disable=SC2154
 
 jsay() { printf '%s\n' "$*"; }
@@ -137,8 +139,11 @@ job_login() {
     : > "$beatf"
     if [ -e "$base.exited" ]; then
       # The kernel is over and the job ends with it (remote.sh's hold says
-      # so to kq).
-      status X "$(cat "$base.exited")"; state="over: the kernel exited ($(cat "$base.exited"))"; break
+      # so to kq), unless a kernel manager's next kq kernel takes the job
+      # over while it is parked.
+      status X "$(cat "$base.exited")"
+      if parked; then last_status=; continue; fi
+      state="over: the kernel exited ($(cat "$base.exited"))"; break
     fi
     if look; then
       live "$state" || break
@@ -149,6 +154,20 @@ job_login() {
   jsay "kq: job $job ended: $state"
   [ -s "$base.out" ] && tail -n 20 "$base.out"
   exit 0
+}
+
+# parked waits, while the node side keeps the allocation (park seconds),
+# for remote.sh's adopt_job to take the job over (it removes .exited);
+# a job nobody took is cancelled.
+parked() {
+  [ "${park:-0}" -gt 0 ] || return 1
+  j=0
+  while [ -e "$base.exited" ] && [ "$j" -lt $(((park + 5) * 5)) ]; do
+    : > "$beatf"; sleep 0.2 & napper=$!; wait "$napper" 2>/dev/null; napper=; j=$((j+1))
+  done
+  [ -e "$base.exited" ] || return 0
+  eval "$q_cancel" >/dev/null 2>&1
+  return 1
 }
 
 # beat_age is the heartbeat's age in seconds (huge when it is gone).
@@ -172,6 +191,12 @@ kstop() {
 # (setsid does not fork: a background child leads no group), bound to the
 # node's address.
 kstart() {
+  # A connection file kq preset (kq kernel: the manager's key, ports 0)
+  # names the address the kernel binds, and the kernel takes the file's
+  # over --ip: it is the node's.
+  if [ -s "$f" ]; then
+    sed 's/"ip": *"[^"]*"/"ip": "'"$addr"'"/' "$f" > "$f.ip" && mv "$f.ip" "$f"
+  fi
   ss=; command -v setsid >/dev/null 2>&1 && ss=setsid
   dflt=; env --default-signal=INT true 2>/dev/null && dflt="env --default-signal=INT,QUIT"
   # shellcheck disable=SC2086 # words to split, or none
@@ -194,12 +219,6 @@ job_node() {
     *[!0-9.:]*|"") a=$(getent hosts "${addr:-$node}" 2>/dev/null | awk '{ print $1; exit }'); addr=${a:-$addr};;
   esac
   [ -n "$addr" ] || { jsay "kq: cannot tell this node's address ($node)"; exit 1; }
-  # A connection file kq preset (kq kernel: the manager's key, ports 0)
-  # names the address the kernel binds, and the kernel takes the file's
-  # over --ip: it is the node's.
-  if [ -s "$f" ]; then
-    sed 's/"ip": *"[^"]*"/"ip": "'"$addr"'"/' "$f" > "$f.ip" && mv "$f.ip" "$f"
-  fi
   printf '%s %s\n' "$node" "$addr" > "$nodef"
   cd "$HOME" 2>/dev/null || cd /
   kstart
@@ -207,16 +226,31 @@ job_node() {
   while :; do
     if [ -e "$base.restart" ]; then kstop; kstart; rm -f "$base.restart"; fi
     if [ -e "$base.int" ]; then rm -f "$base.int"; kill -INT -"$kpid" 2>/dev/null || kill -INT "$kpid" 2>/dev/null; fi
-    kalive || break
+    if ! kalive; then
+      # The kernel's status is the job's: a kernel that failed fails the
+      # job; a kernel manager's kernel may be restarted in it first.
+      wait "$kpid" 2>/dev/null
+      rc=$?
+      jsay "$rc" > "$base.exited"
+      park_wait && continue
+      exit "$rc"
+    fi
     n=$((n+1))
     if [ $((n % 25)) = 0 ] && [ "$(beat_age)" -gt "$stale" ]; then
-      jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop; break
+      jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop; jsay 143 > "$base.exited"; exit 143
     fi
     sleep 0.2
   done
-  # The kernel's status is the job's: a kernel that failed fails the job.
-  wait "$kpid" 2>/dev/null
-  rc=$?
-  jsay "$rc" > "$base.exited"
-  exit "$rc"
+}
+
+# park_wait keeps the allocation of a kernel manager's kernel (park
+# seconds) for the manager's next kq kernel to restart it here (.restart).
+park_wait() {
+  [ "${park:-0}" -gt 0 ] || return 1
+  j=0
+  while [ "$j" -lt $((park * 5)) ]; do
+    [ -e "$base.restart" ] && return 0
+    sleep 0.2; j=$((j+1))
+  done
+  return 1
 }

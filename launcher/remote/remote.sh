@@ -33,7 +33,8 @@
 
 # kq sets rt, id, linger, keep, start_script, path, grace, conn_json,
 # owner, start_wait (tenths of a second to wait for the connection file, 0:
-# no limit) and sched_cmd (op_sched's command, sh words) before this text.
+# no limit), sched_cmd (op_sched's command, sh words) and adopt (1: a
+# batch job kernel of this owner may be taken over) before this text.
 # replace_owner works on other kernels' files in a subshell, so its
 # assignments are local on purpose.
 # shellcheck disable=SC2154,SC2030,SC2031
@@ -50,10 +51,14 @@ bounded() {
 }
 [ -n "$rt" ] || rt=$(bounded jupyter --runtime-dir 2>/dev/null) || rt=
 [ -n "$rt" ] || rt="$HOME/.local/share/jupyter/runtime"
-base="$rt/kernel-kq-$id"
-f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
-keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
-starting="$base.starting"
+# paths names the files of kernel $id.
+paths() {
+  base="$rt/kernel-kq-$id"
+  f="$base.json"; log="$base.log"; meta="$base.kq"; hold="$base.hold"
+  keepf="$base.keep"; cmdf="$base.cmd"; restarting="$base.restarting"; wdf="$base.wd"
+  starting="$base.starting"
+}
+paths
 log_max=1048576
 
 # check_rt refuses a runtime dir that someone else could plant files in or
@@ -170,9 +175,16 @@ hold() {
       # A batch job's kernel that exited on the node (job.sh's .exited) is
       # dead at once: its login side is ending too, and is waited for.
       if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && { [ -e "$base.exited" ] || ! alive; }; then
+        xrc=$(cat "$base.exited" 2>/dev/null)
+        if [ -n "$xrc" ] && [ -n "$(meta_field owner)" ] && alive; then
+          # A kernel manager's kernel in a batch job: the job waits a moment
+          # (job.sh's park) for the manager's next kq kernel to take it
+          # over (adopt_job); its login side and watchdog go on.
+          say "KQ-SCHED X|$(date +%Y-%m-%dT%H:%M:%S)|$xrc"; say KQ-DIED; kill $$ 2>/dev/null; exit 0
+        fi
         # Its files go first, so that a kq that leaves at the news (kq
         # kernel) leaves nothing behind.
-        xrc=$(cat "$base.exited" 2>/dev/null); waitgone 30; relay_sched
+        waitgone 30; relay_sched
         [ -n "$xrc" ] && say "KQ-SCHED X|$(date +%Y-%m-%dT%H:%M:%S)|$xrc"
         finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
@@ -262,6 +274,12 @@ wait_json() {
 op_start() {
   mkdir -p "$rt" || { say "KQ-ERROR cannot create runtime dir $rt"; say KQ-FAILED; exit 1; }
   check_rt || { say KQ-FAILED; exit 1; }
+  if [ "$adopt" = 1 ] && [ -n "$owner" ] && [ -n "$conn_json" ] && adopt_job; then
+    say "KQ-FILE $f"; last=$(pid); last_start=$(started); say "KQ-PID $last"
+    wait_json &
+    extra=$!
+    hold; return
+  fi
   say "KQ-FILE $f"
   [ -n "$owner" ] && replace_owner
   [ -n "$conn_json" ] && say "$conn_json" > "$f"
@@ -285,12 +303,32 @@ replace_owner() (
   for m in "$rt"/kernel-kq-*.kq; do
     { [ -f "$m" ] && [ -O "$m" ] && [ "$m" != "$meta" ]; } || continue
     [ "$(sed -n 's/^owner=//p' "$m")" = "$owner" ] || continue
-    meta=$m; id=${m##*/kernel-kq-}; id=${id%.kq}; base="$rt/kernel-kq-$id"; last=; last_start=
-    f="$base.json"; log="$base.log"; hold="$base.hold"; keepf="$base.keep"; cmdf="$base.cmd"
-    restarting="$base.restarting"; starting="$base.starting"; wdf="$base.wd"
+    id=${m##*/kernel-kq-}; id=${id%.kq}; paths; last=; last_start=
     kill_kernel; finish
   done
 )
+
+# adopt_job takes over a batch job kernel of this owner whose login side
+# still runs (its kernel manager restarts the kernel: the old kq kernel
+# exited or was killed): the job's node side starts a fresh kernel on the
+# manager's new preset file, in the same allocation, and this session
+# holds it under the old kernel's id.
+adopt_job() {
+  for m in "$rt"/kernel-kq-*.kq; do
+    { [ -f "$m" ] && [ -O "$m" ] && [ "$m" != "$meta" ]; } || continue
+    [ "$(sed -n 's/^owner=//p' "$m")" = "$owner" ] || continue
+    { [ -e "${m%.kq}.sbatch" ] && [ -e "${m%.kq}.job" ]; } || continue
+    ( meta=$m; last=; last_start=; alive ) || continue
+    id=${m##*/kernel-kq-}; id=${id%.kq}; paths; last=; last_start=
+    : > "$starting"
+    rm -f "$base.exited" "$base.sched"
+    say "$conn_json" > "$f"
+    : > "$base.restart"
+    say "KQ-SCHED R|$(date +%Y-%m-%dT%H:%M:%S)|$(cat "$base.job")"
+    return 0
+  done
+  return 1
+}
 
 # op_attach holds a running kq kernel for a new session (a reconnect, or
 # kq attach), after sending its connection file.

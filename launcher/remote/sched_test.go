@@ -5,8 +5,10 @@ package remote
 import (
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSched: op_sched runs one command with its words quoted as data,
@@ -37,5 +39,33 @@ func TestShWords(t *testing.T) {
 	out, err := exec.Command("/bin/sh", "-c", `job=42; base=/rt/kernel-kq-1; for w in `+cmd+`; do printf '[%s]' "$w"; done`).Output()
 	if err != nil || string(out) != "[squeue][-j][42][-o][%T|%i][/rt/kernel-kq-1.sbatch][it's]" {
 		t.Fatalf("%s -> %q, %v", cmd, out, err)
+	}
+}
+
+// TestJobNotSubmitted: job.sh's login side, under the local sh, when the
+// submit command does not exist on the host: the start fails saying the
+// scheduler refused the job, with the shell's own words, and leaves no
+// file behind.
+func TestJobNotSubmitted(t *testing.T) {
+	rt := t.TempDir()
+	job := &JobSpec{BatchScript: "#!/bin/sh\ntrue\n", Submit: []string{"no-such-sbatch", "--parsable", ScriptArg},
+		Query: []string{"false"}, Accounting: []string{"false"}, Lookup: []string{"true"}, Cancel: []string{"true"},
+		LiveStates: []string{"PENDING", "RUNNING"}}
+	_, err := Start(t.Context(), localRunner{}, KernelSpec{Command: "python3 -m ipykernel_launcher", RuntimeDir: rt, ID: "nojob",
+		Linger: time.Minute, Job: job})
+	if err == nil || !strings.Contains(err.Error(), "the scheduler refused the kernel's batch job") ||
+		!strings.Contains(err.Error(), "no-such-sbatch") || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("Start = %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, _ := filepath.Glob(filepath.Join(rt, "*"))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: %q", left)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

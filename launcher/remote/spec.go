@@ -154,10 +154,23 @@ func (k KernelSpec) KernelScript() string { return k.kernelScript() }
 func (k KernelSpec) JobBody() string {
 	var b strings.Builder
 	b.WriteString("# kq: the kernel's node side (job.sh); it starts in the runtime dir.\n")
-	fmt.Fprintf(&b, "id=%s\nstale=%d\nq_node=%s\n", shQuote(k.ID), jobStale(k.Job), shQuote(k.Job.NodeAddress))
+	fmt.Fprintf(&b, "id=%s\nstale=%d\npark=%d\nq_node=%s\n", shQuote(k.ID), jobStale(k.Job), k.park(), shQuote(k.Job.NodeAddress))
 	b.WriteString(jobLib)
 	b.WriteString("job_node\n")
 	return b.String()
+}
+
+// jobPark is how long a kernel manager's job keeps its allocation once its
+// kernel is gone, for the manager's restart (a new kq kernel with the same
+// owner, within a second or two) to start the next kernel in it.
+const jobPark = 10 * time.Second
+
+// park is job.sh's park, in seconds: a kernel manager's kernel only.
+func (k KernelSpec) park() int {
+	if k.Owner == "" {
+		return 0
+	}
+	return int(jobPark / time.Second)
 }
 
 // jobStale is the heartbeat staleness in seconds: well above NFS attribute
@@ -175,7 +188,7 @@ func jobStale(j *JobSpec) int {
 func (k KernelSpec) jobLogin() string {
 	j := k.Job
 	var b strings.Builder
-	fmt.Fprintf(&b, "id=%s\nstale=%d\njob_batch=%s\njob_kernel=%s\n", shQuote(k.ID), jobStale(j),
+	fmt.Fprintf(&b, "id=%s\nstale=%d\npark=%d\njob_batch=%s\njob_kernel=%s\n", shQuote(k.ID), jobStale(j), k.park(),
 		shQuote(j.BatchScript), shQuote(k.kernelScript()))
 	for _, c := range []struct {
 		name string
@@ -220,6 +233,7 @@ type vars struct {
 	// default 120 s, -1 no limit (a batch job's queue wait).
 	wait  time.Duration
 	sched string // sched_cmd, for op_sched (path holds its program)
+	adopt bool   // op_start may take over this owner's batch job kernel
 }
 
 // startWait is start_wait in tenths of a second (0: no limit).
@@ -249,7 +263,11 @@ func program(v vars, op string) string {
 	fmt.Fprintf(&b, "rt=%s\nid=%s\nlinger=%d\nkeep=%d\nstart_script=%s\npath=%s\ngrace=%s\nconn_json=%s\nowner=%s\n",
 		rt, shQuote(v.id), max(linger, 2), keep, shQuote(v.start), shQuote(v.path), strconv.Itoa(v.graceDS),
 		shQuote(string(v.preset)), shQuote(v.owner))
-	fmt.Fprintf(&b, "start_wait=%d\nsched_cmd=%s\n", v.startWait(), shQuote(v.sched))
+	adopt := 0
+	if v.adopt {
+		adopt = 1
+	}
+	fmt.Fprintf(&b, "start_wait=%d\nsched_cmd=%s\nadopt=%d\n", v.startWait(), shQuote(v.sched), adopt)
 	b.WriteString(lib)
 	// One line, so the shell has read all of the program before the op
 	// runs and reads kq's lines itself.
