@@ -355,3 +355,52 @@ func slurmKMRestarts(t *testing.T, e *kernelEnv, c *slurmtest.Cluster, r *run, s
 	}
 	return pids, remotePorts
 }
+
+// TestSlurmLoginSideGone: the login side of a job (job.sh's watcher) is
+// SIGKILLed under a running session: kq says the kernel is gone (exit 7)
+// and, inside the job, the node side stops the kernel once the login
+// side's heartbeat is gone, so the job ends by itself.
+func TestSlurmLoginSideGone(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	r := e.start([]string{"cluster"}, "KQ_TEST_WAIT=1")
+	r.report(t)
+	id := kernelIDFrom(t, r.stderr.String())
+	watchers := sshdtest.ProcessesMatching("kernel-kq-" + id + ".cmd")
+	if len(watchers) != 1 {
+		t.Fatalf("login side processes %v", watchers)
+	}
+	must(t, syscall.Kill(watchers[0], syscall.SIGKILL))
+	if code := r.wait(t, 60*time.Second); code != 7 {
+		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	slurmClean(t, e, c)
+}
+
+// TestSlurmReconnect: the client's link to the login node drops for a
+// while; kq reconnects, holds the same job again, and the session goes on.
+func TestSlurmReconnect(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile(profile{"keepalive": "1s", "keepalive_count": 2, "linger": "1m"})})
+	r := e.start([]string{"cluster"}, "KQ_TEST_CODE=x = 7; print('set')", "KQ_TEST_CODE2=print(x)")
+	r.report(t)
+	job := c.Jobs(t)
+	c.SetClientLink(t, false)
+	r.waitStderr(t, "reconnecting", 30*time.Second)
+	time.Sleep(2 * time.Second)
+	c.SetClientLink(t, true)
+	r.waitStderr(t, "reconnected", 60*time.Second)
+	_, err := r.stdin.Write([]byte("go\n"))
+	must(t, err)
+	if line := r.waitLine(t, "KQTEST2 ", 90*time.Second); !strings.Contains(line, `"out": "7`) {
+		t.Errorf("the kernel lost its state: %s", line)
+	}
+	if jobs := c.Jobs(t); !slices.Equal(jobs, job) {
+		t.Errorf("jobs %q after the reconnect, want %q", jobs, job)
+	}
+	r.stdin.Close()
+	if code := r.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	slurmClean(t, e, c)
+}

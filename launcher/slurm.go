@@ -217,10 +217,6 @@ func (s *session) jobEnd() error {
 	if err := s.job.ended(); err != nil || s.job.jobID() == "" || s.linkDeadAtEnd() {
 		return err
 	}
-	if rc, node := s.job.exitStatus(); rc != "" {
-		return withKind(ErrKernel, "the kernel process exited or was killed on the node (out of memory? see the job's output)",
-			fmt.Errorf("the kernel exited (status %s) on %s; job %s ends with it", rc, orDash(node), s.job.jobID()))
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), endAsk)
 	defer cancel()
 	id := s.job.jobID()
@@ -230,14 +226,23 @@ func (s *session) jobEnd() error {
 			s.job.mu.Lock()
 			s.job.last, s.job.known = st, true
 			s.job.mu.Unlock()
-			return s.job.ended()
+			break
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
 	}
-	return nil
+	// The scheduler's reason (time limit, preemption, ...) says more than
+	// the kernel's status, which says more than "completed" or "failed".
+	s.job.mu.Lock()
+	reason := s.job.last.Reason
+	s.job.mu.Unlock()
+	if rc, node := s.job.exitStatus(); rc != "" && (reason == "" || reason == sched.EndCompleted || reason == sched.EndFailed) {
+		return withKind(ErrKernel, "the kernel process exited or was killed on the node (out of memory? see the job's output)",
+			fmt.Errorf("the kernel exited (status %s) on %s; job %s ends with it", rc, orDash(node), id))
+	}
+	return s.job.ended()
 }
 
 // kernelModeJobEnd is jobEnd for kq kernel, from what is known already (the

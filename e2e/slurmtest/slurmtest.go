@@ -246,6 +246,14 @@ func (c *Cluster) link(t testing.TB, n int, a, b string) (addrA, addrB string) {
 	return addrA, addrB
 }
 
+// SetClientLink takes the client's link to the login node down (up=false)
+// or back up: a network that drops every packet, for tests of dead links.
+func (c *Cluster) SetClientLink(t testing.TB, up bool) {
+	t.Helper()
+	state := map[bool]string{true: "up", false: "down"}[up]
+	ip(t, "link", "set", fmt.Sprintf("kqsl%s1a", c.id), state)
+}
+
 // path names a file of the cluster.
 func (c *Cluster) path(name string) string { return filepath.Join(c.Dir, name) }
 

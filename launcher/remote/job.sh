@@ -210,7 +210,7 @@ job_node() {
   umask 077
   base="$PWD/kernel-kq-$id"; f="$base.json"; jbase; kpid=
   trap 'jsay "kq: the job nears its time limit"' USR1
-  trap 'kstop; jsay 143 > "$base.exited"; exit 143' TERM HUP
+  trap 'kstop; node_end 143' TERM HUP
   if [ "$(beat_age)" -gt "$stale" ]; then jsay "kq: no kq is waiting for this job any more"; exit 0; fi
   # shellcheck disable=SC2046 # NODE and ADDRESS
   set -- $(eval "$q_node")
@@ -231,16 +231,25 @@ job_node() {
       # job; a kernel manager's kernel may be restarted in it first.
       wait "$kpid" 2>/dev/null
       rc=$?
-      jsay "$rc" > "$base.exited"
+      [ -e "$beatf" ] && jsay "$rc" > "$base.exited"
       park_wait && continue
-      exit "$rc"
+      node_end "$rc"
     fi
     n=$((n+1))
     if [ $((n % 25)) = 0 ] && [ "$(beat_age)" -gt "$stale" ]; then
-      jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop; jsay 143 > "$base.exited"; exit 143
+      jsay "kq: the login side's heartbeat is stale; stopping the kernel"; kstop
+      rm -f "$base".*; exit 143 # nobody is left to remove the kernel's files
     fi
     sleep 0.2
   done
+}
+
+# node_end ends the job with the kernel's status; the login side learns
+# it from .exited, or, gone already (its files removed), is not sent
+# anything that would stay behind.
+node_end() {
+  if [ -e "$beatf" ]; then jsay "$1" > "$base.exited"; else rm -f "$f" "$nodef" "$npidf" "$base.exited"; fi
+  exit "$1"
 }
 
 # park_wait keeps the allocation of a kernel manager's kernel (park
