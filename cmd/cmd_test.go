@@ -140,8 +140,9 @@ func TestSettingFlags(t *testing.T) {
 	f, _ := testFactory()
 	root := NewCmdRoot(f)
 	want := map[string][]*profiles.Setting{
-		"kq":        {profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump},
-		"run":       {profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump},
+		"kq":        append([]*profiles.Setting{profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump}, schedulerFlags...),
+		"run":       append([]*profiles.Setting{profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump}, schedulerFlags...),
+		"kernel":    append([]*profiles.Setting{profiles.SettingKernel, profiles.SettingJump}, schedulerFlags...),
 		"attach":    {profiles.SettingFrontend, profiles.SettingJump},
 		"ls":        {profiles.SettingJump},
 		"stop":      {profiles.SettingJump},

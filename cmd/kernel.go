@@ -54,6 +54,7 @@ func NewCmdKernel(f *Factory, runF func(*KernelOptions) error) *cobra.Command {
 	_ = c.Flags().MarkHidden("f")
 	addSettingFlags(c.Flags(), profiles.SettingKernel, profiles.SettingJump)
 	c.ValidArgsFunction = completeProfile(f)
+	addSettingFlags(c.Flags(), schedulerFlags...)
 	return c
 }
 

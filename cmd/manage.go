@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -71,6 +72,10 @@ func runLs(o *LsOptions) error {
 
 func printEntries(w io.Writer, entries []launcher.KernelEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	jobs := slices.ContainsFunc(entries, func(e launcher.KernelEntry) bool { return e.Job != nil })
+	if jobs {
+		return printJobs(tw, entries)
+	}
 	fmt.Fprintln(tw, "ID\tAGE\tSTATE\tBY KQ\tHELD\tFILE")
 	for _, e := range entries {
 		state := "dead"
@@ -92,6 +97,33 @@ func printEntries(w io.Writer, entries []launcher.KernelEntry) error {
 			by = "yes"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, (time.Duration(e.AgeSeconds) * time.Second).String(), state, by, held, e.File)
+	}
+	return tw.Flush()
+}
+
+// printJobs is kq ls for a scheduler profile: each kernel with its job.
+func printJobs(tw *tabwriter.Writer, entries []launcher.KernelEntry) error {
+	fmt.Fprintln(tw, "ID\tJOB\tJOB STATE\tNODE\tTIME LEFT\tHELD\tFILE")
+	for _, e := range entries {
+		job, state, node, left := "-", "-", "-", "-"
+		if j := e.Job; j != nil {
+			job, state = j.ID, j.State
+			if j.Reason != "" && j.Reason != "None" {
+				state += " (" + j.Reason + ")"
+			}
+			if j.Node != "" {
+				node = j.Node
+			}
+			if j.TimeLeftSeconds >= 0 {
+				left = (time.Duration(j.TimeLeftSeconds) * time.Second).String()
+			}
+		}
+		held := map[bool]string{true: "yes", false: "no"}[e.Held]
+		file := e.File
+		if file == "" {
+			file = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, job, state, node, left, held, file)
 	}
 	return tw.Flush()
 }

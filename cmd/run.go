@@ -21,6 +21,9 @@ type RunOptions struct {
 	FrontendArgs []string
 	// DryRun prints the plan instead of connecting.
 	DryRun bool
+	// Connect, with DryRun, asks the profile's scheduler for the job's
+	// estimated start (nothing is submitted).
+	Connect bool
 	// Detach leaves the kernel running without a frontend.
 	Detach bool
 	// Flags are the command's flags; config takes the setting flags that
@@ -47,7 +50,9 @@ func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
 	c.ValidArgsFunction = completeProfile(f)
 	fs := c.Flags()
 	addSettingFlags(fs, profiles.SettingFrontend, profiles.SettingKernel, profiles.SettingKeep, profiles.SettingJump)
+	addSettingFlags(fs, schedulerFlags...)
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "print the resolved plan (hops, remote command, forwards) without connecting")
+	fs.BoolVar(&opts.Connect, "connect", false, "with --dry-run on a scheduler profile: ask the login node's scheduler when the job would start (sbatch --test-only)")
 	fs.BoolVar(&opts.Detach, "detach", false, "start the kernel and leave it running without a frontend, until kq stop")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
@@ -58,6 +63,9 @@ func bindRun(c *cobra.Command, f *Factory, runF func(*RunOptions) error) {
 			return usageError(c, "want exactly one PROFILE before '--'")
 		}
 		opts.Profile, opts.Flags = args[0], c.Flags()
+		if opts.Connect && !opts.DryRun {
+			return usageError(c, "--connect goes with --dry-run")
+		}
 		if runF != nil {
 			return runF(opts)
 		}
@@ -81,11 +89,23 @@ func runRun(o *RunOptions) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprint(o.Factory.IO.Out, plan)
+		if _, err = fmt.Fprint(o.Factory.IO.Out, plan); err != nil || !o.Connect {
+			return err
+		}
+		est, err := launcher.PlanStart(o.Factory.Ctx, lo)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprint(o.Factory.IO.Out, est)
 		return err
 	}
 	return frontendExit(launcher.Run(o.Factory.Ctx, lo))
 }
+
+// schedulerFlags are the batch job settings run and kernel take for one
+// run (a session's transient kernelspec passes them on).
+var schedulerFlags = []*profiles.Setting{profiles.SettingSlurmTime, profiles.SettingSlurmGres,
+	profiles.SettingSlurmPartition, profiles.SettingQueueTimeout}
 
 // selfArgv runs "kq kernel PROFILE" with the settings this command was
 // given (config file, ssh config, kernel command, jump hosts), for the
@@ -110,7 +130,7 @@ func selfArgv(f *Factory, profile string, flags *pflag.FlagSet) ([]string, error
 		argv = append(argv, "-v")
 	}
 	argv = append(argv, "kernel", profile)
-	for _, st := range []*profiles.Setting{profiles.SettingSSHConfig, profiles.SettingKernel, profiles.SettingJump} {
+	for _, st := range append([]*profiles.Setting{profiles.SettingSSHConfig, profiles.SettingKernel, profiles.SettingJump}, schedulerFlags...) {
 		if fl := flags.Lookup(st.Flag); fl != nil && fl.Changed {
 			argv = append(argv, "--"+st.Flag, fl.Value.String())
 		}

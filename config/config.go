@@ -296,6 +296,11 @@ func OverrideLayer(flags *pflag.FlagSet) (profiles.Layer, error) {
 		if err != nil {
 			return l, &Error{Key: where, Err: err}
 		}
+		if str, ok := val.(string); ok && s.Check != nil {
+			if err := s.Check(str); err != nil {
+				return l, &Error{Key: where, Err: err}
+			}
+		}
 		if err := s.Set(&l, val); err != nil {
 			return l, &Error{Key: where, Err: err}
 		}

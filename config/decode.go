@@ -47,19 +47,68 @@ func (d decoder) layer(n *yaml.Node, path string) (profiles.Layer, error) {
 		if d.lines != nil {
 			d.lines[key] = k.Line
 		}
+		if profiles.IsBlock(k.Value) {
+			if err := d.block(&l, k.Value, v, key); err != nil {
+				return l, err
+			}
+			continue
+		}
 		s := profiles.Lookup(k.Value)
 		if s == nil {
 			return l, d.errf(k, key, "unknown key (known: %s)", strings.Join(profiles.Keys(), ", "))
 		}
-		val, err := d.value(s.Kind, v, key)
-		if err != nil {
+		if err := d.setting(&l, s, k, v, key); err != nil {
 			return l, err
-		}
-		if err := s.Set(&l, val); err != nil {
-			return l, d.wrapf(k, key, err, "")
 		}
 	}
 	return l, nil
+}
+
+// block decodes a mapping of settings such as slurm: {time: 2:00}.
+func (d decoder) block(l *profiles.Layer, name string, n *yaml.Node, path string) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return d.errf(n, path, "want a mapping of %s settings, got %s", name, kindName(n))
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := path + "." + k.Value
+		if seen[k.Value] {
+			return d.errf(k, key, "set twice")
+		}
+		seen[k.Value] = true
+		if d.lines != nil {
+			d.lines[key] = k.Line
+		}
+		s := profiles.LookupSub(name, k.Value)
+		if s == nil {
+			return d.errf(k, key, "unknown key (known: %s)", strings.Join(profiles.SubKeys(name), ", "))
+		}
+		if err := d.setting(l, s, k, v, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setting decodes one value and stores it, after the setting's own check.
+func (d decoder) setting(l *profiles.Layer, s *profiles.Setting, k, v *yaml.Node, key string) error {
+	val, err := d.value(s.Kind, v, key)
+	if err != nil {
+		return err
+	}
+	if str, ok := val.(string); ok && s.Check != nil {
+		if err := s.Check(str); err != nil {
+			return d.wrapf(v, key, err, "")
+		}
+	}
+	if err := s.Set(l, val); err != nil {
+		return d.wrapf(k, key, err, "")
+	}
+	return nil
 }
 
 // value decodes n as a value of kind k.

@@ -43,6 +43,22 @@ profiles:
     kernel: ~/venvs/torch/bin/python -m ipykernel_launcher
     # kernel_ip: 127.0.0.1          # where the kernel listens, as seen from the host
     # ssh_config: ~/.ssh/config-cluster
+
+  # kq slurm-gpu: a kernel in a batch job on a compute node, submitted on the login node
+  # slurm-gpu:
+  #   host: alice@login.example.org
+  #   scheduler: slurm
+  #   queue_timeout: 30m            # give up on a job still queued (default: wait)
+  #   slurm:
+  #     time: "2:00:00"             # required: the job's time limit
+  #     partition: gpu
+  #     gres: gpu:1                 # or gpus: 1
+  #     cpus: "8"
+  #     mem: 32G
+  #     account: myproject
+  #     qos: normal
+  #     constraint: a100
+  #     extra: [--exclusive]
 `
 
 // ErrExists is returned by Init when a config file is already there.

@@ -72,13 +72,22 @@ func (f *File) origin(s *profiles.Setting, name string, flags *pflag.FlagSet, ze
 	}
 	if l, ok := f.Profiles[name]; ok && !zeroConfig {
 		if _, set := s.Get(l); set {
-			return f.where(profileKey(name) + "." + s.Key)
+			return f.where(yamlPath(profileKey(name), s))
 		}
 	}
 	if _, set := s.Get(f.Defaults); set {
-		return f.where("defaults."+s.Key) + " (defaults:)"
+		return f.where(yamlPath("defaults", s)) + " (defaults:)"
 	}
 	return "default"
+}
+
+// yamlPath is where s is written under base: base.key, or base.block.sub
+// for a setting of a block such as slurm:.
+func yamlPath(base string, s *profiles.Setting) string {
+	if s.Block != "" {
+		return base + "." + s.Block + "." + s.Sub
+	}
+	return base + "." + s.Key
 }
 
 // where is "FILE:LINE" of a decoded key.

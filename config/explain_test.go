@@ -37,7 +37,11 @@ func TestExampleLoads(t *testing.T) {
 		}
 	}
 	for _, s := range profiles.Settings {
-		if !strings.Contains(Example, s.Key+":") {
+		key := s.Key
+		if s.Block != "" {
+			key = s.Sub
+		}
+		if !strings.Contains(Example, key+":") {
 			t.Errorf("the example does not mention %s", s.Key)
 		}
 	}

@@ -39,7 +39,18 @@ func TestDecodeEverySetting(t *testing.T) {
 			if !ok {
 				t.Fatalf("no YAML form for kind %s", s.Kind)
 			}
-			body := "defaults:\n  " + s.Key + ": " + form.yaml + "\nprofiles:\n  p:\n    host: h\n    " + s.Key + ": " + form.yaml + "\n"
+			val := form.yaml
+			if s == profiles.SettingScheduler {
+				val, form.want = "slurm", "slurm"
+			}
+			entry := s.Key + ": " + val
+			if s.Block != "" {
+				entry = s.Block + ": {" + s.Sub + ": " + val + "}"
+			}
+			body := "defaults:\n  " + entry + "\nprofiles:\n  p:\n    host: h\n    " + entry + "\n"
+			if s.Block == "" {
+				body += "    slurm: {time: \"1:00\"}\n" // a scheduler needs its time limit
+			}
 			if s == profiles.SettingHost {
 				body = "defaults:\n  host: " + form.yaml + "\nprofiles:\n  p:\n    host: " + form.yaml + "\n"
 			}
@@ -92,6 +103,9 @@ func TestOverrideEverySetting(t *testing.T) {
 		t.Run(s.Key, func(t *testing.T) {
 			clearEnv(t)
 			form := forms[s.Kind]
+			if s == profiles.SettingScheduler {
+				form.str, form.want = "slurm", "slurm"
+			}
 			t.Setenv(s.Env, form.str)
 			l, err := OverrideLayer(settingFlags(t))
 			if err != nil {

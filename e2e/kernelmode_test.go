@@ -42,6 +42,9 @@ type kernelEnv struct {
 	*env
 	jupyterPath string // JUPYTER_PATH: kernels/NAME/kernel.json
 	pyDir       string // the helper scripts
+	// remoteListening says a remote kernel port accepts connections where
+	// the host sees it; default: on this machine's loopback.
+	remoteListening func(port int) bool
 }
 
 // newKernelEnv writes the profile "p" (baseProfile with extra on top) and
@@ -49,12 +52,19 @@ type kernelEnv struct {
 // (interrupt_mode message).
 func newKernelEnv(t *testing.T, extra profile) *kernelEnv {
 	t.Helper()
-	e := &kernelEnv{env: newEnv(t, sshdtest.Options{})}
-	p := e.baseProfile()
-	delete(p, "frontend")
+	base := newEnv(t, sshdtest.Options{})
+	p := base.baseProfile()
 	for k, v := range extra {
 		p[k] = v
 	}
+	return kernelEnvFor(t, base, p)
+}
+
+// kernelEnvFor is newKernelEnv on env base with profile p as "p".
+func kernelEnvFor(t *testing.T, base *env, p profile) *kernelEnv {
+	t.Helper()
+	e := &kernelEnv{env: base, remoteListening: sshdtest.Listening}
+	delete(p, "frontend")
 	e.writeConfig(map[string]profile{"p": p})
 	e.jupyterPath = filepath.Join(e.dir, "jupyter")
 	e.writeKernelSpec("kqtest", "signal")
@@ -264,7 +274,7 @@ func (e *kernelEnv) checkPorts(t *testing.T, local map[string]any) (remotePorts 
 		if slices.Contains(lp, p) {
 			t.Errorf("remote port %d is one of the manager's local ports %v", p, lp)
 		}
-		if !sshdtest.Listening(p) {
+		if !e.remoteListening(p) {
 			t.Errorf("remote kernel not listening on its port %d", p)
 		}
 	}
@@ -367,7 +377,7 @@ func (e *kernelEnv) assertKernelModeClean(t *testing.T, kernelPIDs, localPorts, 
 		t.Logf("kq, the remote kernel and its files were gone %s after the scenario ended", waited.Round(10*time.Millisecond))
 	}
 	for _, p := range remotePorts {
-		if sshdtest.Listening(p) {
+		if e.remoteListening(p) {
 			t.Errorf("remote port %d still listening", p)
 		}
 	}

@@ -190,6 +190,9 @@ func (s *session) waitKernel(ctx context.Context, cancel context.CancelCauseFunc
 	for {
 		select {
 		case <-ctx.Done():
+			if err := s.kernelModeJobEnd(); err != nil && errors.Is(context.Cause(ctx), errKernelDied) {
+				return err // the job's end: its reason, exit 7
+			}
 			if errors.Is(context.Cause(ctx), errKernelDied) {
 				// After a shutdown_request this is the normal end, and the
 				// manager sees a dead kernel either way: say it, no error.

@@ -75,6 +75,9 @@ func List(ctx context.Context, o Options) ([]KernelEntry, error) {
 
 func (m *manager) list(ctx context.Context) ([]KernelEntry, error) {
 	out, err := listKernels(ctx, m.ch, m.o.Profile.RuntimeDir)
+	if err == nil {
+		out, err = m.addJobs(ctx, out)
+	}
 	return out, m.orDeadLink(err)
 }
 
@@ -270,7 +273,10 @@ func (m *manager) stop(ctx context.Context, e KernelEntry) error {
 		if acked {
 			grace = 3 * time.Second
 		}
-		return m.orDeadLink(remote.StopKernel(ctx, m.runner(), path.Dir(e.File), e.ID, grace))
+		if err := remote.StopKernel(ctx, m.runner(), path.Dir(e.File), e.ID, grace); err != nil {
+			return m.orDeadLink(err)
+		}
+		return m.orDeadLink(m.cancelJob(ctx, e))
 	}
 	if e.Alive && !acked {
 		return withKind(ErrKernel, "kq can only signal kernels it started", errors.New("the kernel did not answer shutdown_request"))

@@ -170,5 +170,8 @@ func (s *session) reattach(ctx context.Context, ch *sshx.Chain) (*remote.Hold, e
 		}
 		return nil, fmt.Errorf("take hold of the kernel again: %w", context.Cause(actx))
 	}
+	if rk != nil && s.job != nil {
+		rk.OnSched(s.job.update) // the job's state keeps coming on the new hold
+	}
 	return rk, err
 }

@@ -26,12 +26,21 @@ func Plan(ctx context.Context, o Options) (string, error) {
 	planHops(w, hops)
 	host := hops[len(hops)-1]
 	planRemote(w, p, host.Alias)
+	if err := planJob(w, p); err != nil {
+		return "", err
+	}
 	target := forwardHost(p.KernelIP, "<ip in the kernel's connection file>")
+	if p.Scheduler != "" && p.KernelIP == "" {
+		target = forwardHost("auto", "<the node's address, in the kernel's connection file>")
+	}
 	w("forward: shell, iopub, stdin, control, hb: 127.0.0.1:<free port> here -> %s:<kernel port> as seen from %s", target, host.Alias)
 	w("frontend: %s", planFrontend(o))
-	if p.Keep {
+	switch {
+	case p.Keep:
 		w("on exit: leave the kernel running (keep)")
-	} else {
+	case p.Scheduler != "":
+		w("on exit: shutdown_request, then the kernel stopped and the job cancelled (and confirmed gone); remove all files")
+	default:
 		w("on exit: shutdown_request, then TERM/KILL to the kernel's process group; remove all files")
 	}
 	return b.String(), nil
@@ -81,13 +90,18 @@ func planRemote(w func(string, ...any), p profiles.Profile, host string) {
 		rt = "$(jupyter --runtime-dir), else ~/.local/share/jupyter/runtime"
 	}
 	w("remote command on %s: %s, with this program on its stdin (nothing on a command line):", host, remote.Command)
-	w("    the kernel's start script, RUNTIME/kernel-kq-<uuid>.cmd (mode 0600; the kernel runs in its own process group, under the login umask):")
+	what := "the kernel's start script, RUNTIME/kernel-kq-<uuid>.cmd (mode 0600; the kernel runs in its own process group, under the login umask)"
+	if p.Scheduler != "" {
+		spec.Job = &remote.JobSpec{}
+		what = "the kernel's start script, RUNTIME/kernel-kq-<uuid>.kcmd (mode 0600), which the batch job runs on the node"
+	}
+	w("    %s:", what)
 	shown := spec // env: values may be secrets: never printed
 	shown.Env = map[string]string{}
 	for k := range spec.Env {
 		shown.Env[k] = "<value from env:>"
 	}
-	for _, l := range strings.Split(shown.StartScript(), "\n") {
+	for _, l := range strings.Split(shown.KernelScript(), "\n") {
 		w("      %s", l)
 	}
 	w("    with $1 = RUNTIME/kernel-kq-<uuid>.json")

@@ -36,6 +36,17 @@ func (r reporter) status(format string, args ...any) {
 	r.ui.Status(fmt.Sprintf(format, args...))
 }
 
+// statusSince is status with the clock counting from t0.
+func (r reporter) statusSince(t0 time.Time, format string, args ...any) {
+	if r.ui == nil || r.quiet {
+		return
+	}
+	r.ui.StatusSince(fmt.Sprintf(format, args...), t0)
+}
+
+// live reports whether a status line is drawn (a terminal, not -q).
+func (r reporter) live() bool { return r.ui != nil && !r.quiet && r.ui.Live() }
+
 // freeze ends the status line for good: the frontend shares the terminal
 // from now on.
 func (r reporter) freeze() {

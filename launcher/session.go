@@ -65,11 +65,12 @@ type session struct {
 	hops []profiles.SSHSettings
 	auth *sshx.Authenticator
 	cur  atomic.Pointer[link]
-	k    *kernel // set once the kernel runs
+	k    *kernel            // set once the kernel runs
+	fw   *forward.Forwarder // set once the ports are forwarded
+	job  *jobState          // a scheduler profile's batch job (slurm.go)
 	// forwarding is the forwarding probe's outcome (probe), waited for
 	// before the first remote command; nil before the probe.
 	forwarding func() error
-	fw         *forward.Forwarder // set once the ports are forwarded
 
 	// preset and owner start the kernel with a kernel manager's key and
 	// tag (kq kernel); stopWithin, when set, bounds stopping it at the end.
@@ -210,6 +211,8 @@ func (s *session) endCause(ctx context.Context, err error) error {
 	switch cause := context.Cause(ctx); {
 	case cause == ErrInterrupted:
 		return withKind(ErrInterrupted, "", err)
+	case errors.Is(cause, errKernelDied) && s.jobEnd() != nil:
+		return s.job.ended()
 	case errors.Is(cause, errKernelDied):
 		return withKind(ErrKernel, "the kernel process exited or was killed on the server (out of memory? check dmesg there)",
 			fmt.Errorf("kernel died on %s", s.hostAlias()))

@@ -160,6 +160,9 @@ func (s *session) startKernel(ctx context.Context, host profiles.SSHSettings) er
 // profile's kernel_ip, or for an attach --ip, else what its file says.
 func (s *session) kernelIP() string {
 	ip := s.o.Profile.KernelIP
+	if ip == "" && s.o.Profile.Scheduler != "" {
+		ip = "auto" // the node's address, in the file the job's kernel wrote
+	}
 	if a := s.o.Attach; a != nil {
 		switch {
 		case a.IP != "":
@@ -176,6 +179,9 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	spec := newKernelSpec(s.o.Profile, uuid.NewString())
 	spec.Keep = spec.Keep || s.o.Detach
 	spec.Preset, spec.Owner = s.preset, s.owner
+	if err := s.addJob(&spec); err != nil {
+		return nil, "", err
+	}
 	s.log.detail("remote: %s on %s, op start (kq's program on its stdin)", remote.Command, host.Alias)
 	s.log.status("starting the kernel on %s, waiting for its connection file", host.Alias)
 	h, err := remote.Start(ctx, s.runner(), spec)
@@ -184,8 +190,10 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 		return nil, "", s.forwarding() // refused before anything started
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("start kernel on %s: %w", host.Alias, err)
+		return nil, "", s.startError(fmt.Errorf("start kernel on %s: %w", host.Alias, err))
 	}
+	// A warm spare, or a batch job kernel the manager had before (remote.sh's
+	// adopt_job): the kernel is the one the file names.
 	k.rt, k.id = path.Dir(h.Path), kernelID(h.Path, spec.ID)
 	s.hold(h, k)
 	return h.JSON, h.Path, nil

@@ -79,6 +79,17 @@ type Layer struct {
 	Warm *int
 	// WarmCode is SettingWarmCode.
 	WarmCode *string
+	// Scheduler is SettingScheduler.
+	Scheduler *string
+	// QueueTimeout is SettingQueueTimeout.
+	QueueTimeout *time.Duration
+	// SlurmPartition and the other Slurm* fields are the slurm: block's
+	// settings (SettingSlurmPartition, ...).
+	SlurmPartition, SlurmGres, SlurmGPUs, SlurmTime, SlurmCPUs, SlurmMem *string
+	// SlurmAccount, SlurmQOS, SlurmConstraint: see SlurmPartition.
+	SlurmAccount, SlurmQOS, SlurmConstraint *string
+	// SlurmExtra is SettingSlurmExtra; nil is "not set here".
+	SlurmExtra []string
 }
 
 // Profile is the fully resolved description of one session.
@@ -118,6 +129,21 @@ type Profile struct {
 	Warm int
 	// WarmCode is run by the kernel as it starts (ipykernel's exec_lines).
 	WarmCode string
+	// Scheduler runs the kernel in a batch job of this scheduler ("slurm")
+	// on a compute node; empty runs it on the host itself.
+	Scheduler string
+	// QueueTimeout gives up on a job still queued after it; 0 waits as long
+	// as kq runs.
+	QueueTimeout time.Duration
+	// SlurmPartition, SlurmGres ("gpu:1"), SlurmGPUs, SlurmTime (the time
+	// limit, required with scheduler: slurm), SlurmCPUs, SlurmMem,
+	// SlurmAccount, SlurmQOS, SlurmConstraint are the job's requests;
+	// SlurmExtra any other sbatch options.
+	SlurmPartition, SlurmGres, SlurmGPUs, SlurmTime, SlurmCPUs, SlurmMem string
+	// SlurmAccount, SlurmQOS, SlurmConstraint: see SlurmPartition.
+	SlurmAccount, SlurmQOS, SlurmConstraint string
+	// SlurmExtra: see SlurmPartition.
+	SlurmExtra []string
 }
 
 // Resolve folds layers in order (later wins) over the built-in defaults,
@@ -171,6 +197,9 @@ func (p Profile) Validate() error {
 	}
 	if p.KernelIP != "" && p.KernelIP != "auto" && net.ParseIP(p.KernelIP) == nil {
 		return fmt.Errorf("%w %q: kernel_ip: %q is not an IP address or \"auto\"", ErrInvalid, p.Name, p.KernelIP)
+	}
+	if err := p.validateScheduler(); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrInvalid, p.Name, err)
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		if !envName.MatchString(k) {
@@ -333,4 +362,39 @@ func SafeName(name string) string {
 		return "profile"
 	}
 	return b.String()
+}
+
+// Schedulers are the values scheduler: accepts.
+var Schedulers = []string{"slurm"}
+
+// CheckScheduler says whether name is a scheduler kq drives.
+func CheckScheduler(name string) error {
+	if name == "" || slices.Contains(Schedulers, name) {
+		return nil
+	}
+	return fmt.Errorf("unknown scheduler %q (kq knows: %s)", name, strings.Join(Schedulers, ", "))
+}
+
+// validateScheduler: a scheduler profile needs a time limit, and its
+// requests must be one line each (they become #SBATCH lines).
+func (p Profile) validateScheduler() error {
+	if err := CheckScheduler(p.Scheduler); err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
+	if p.QueueTimeout < 0 {
+		return fmt.Errorf("queue_timeout: negative duration %s", p.QueueTimeout)
+	}
+	if p.Scheduler == "" {
+		return nil
+	}
+	if strings.TrimSpace(p.SlurmTime) == "" {
+		return errors.New("slurm: time: required with scheduler: slurm (the job's time limit, e.g. 2:00:00; set it in defaults: or pass --slurm-time)")
+	}
+	for _, v := range append([]string{p.SlurmPartition, p.SlurmGres, p.SlurmGPUs, p.SlurmTime, p.SlurmCPUs, p.SlurmMem,
+		p.SlurmAccount, p.SlurmQOS, p.SlurmConstraint}, p.SlurmExtra...) {
+		if strings.ContainsAny(v, "\n\r") {
+			return fmt.Errorf("slurm: %q holds a line break", v)
+		}
+	}
+	return nil
 }

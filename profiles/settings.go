@@ -3,6 +3,8 @@ package profiles
 import (
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -81,6 +83,11 @@ type Setting struct {
 	Doc string
 	// Kind is the type of its value.
 	Kind Kind
+	// Block, when set, is the YAML mapping the setting lives in, and Sub
+	// its key there: slurm: {time: 2:00} is the setting slurm_time.
+	Block, Sub string
+	// Check, when set, vets a string value as it is read (file:line).
+	Check func(string) error
 
 	field field
 }
@@ -153,7 +160,7 @@ var (
 	SettingFrontend = &Setting{Key: "frontend", Env: "KQ_FRONTEND", Flag: "frontend", Kind: KindCommand,
 		Usage: `frontend for this run: qtconsole, console, or a command split like a shell would ("{connection_file}" is replaced)`,
 		Doc:   "The local frontend's argv: a YAML list, or one string split as a shell would. `{kernel}` makes the frontend own the kernel (a transient kernelspec that runs `kq kernel`); `{connection_file}` gives it the local connection file instead. Words after `--` on the command line are appended. Shortcuts: `qtconsole` and `console` alone mean `jupyter qtconsole --kernel {kernel}` and `jupyter console --kernel {kernel}`. Default: `jupyter qtconsole --kernel {kernel}`.",
-		field: wordsField{}}
+		field: frontendWords}
 	// SettingKeep leaves the kernel running when the session ends.
 	SettingKeep = &Setting{Key: "keep", Env: "KQ_KEEP", Flag: "keep", Kind: KindBool,
 		Usage: "leave the kernel running when the session ends and print its connection file",
@@ -178,32 +185,123 @@ var (
 		Doc: "Python the kernels of this profile run as they start (`import torch, numpy`), one statement per line, so a spare is handed out with its imports done. " +
 			"Needs ipykernel (it is passed as `--IPKernelApp.exec_lines`).",
 		field: pointer(func(l *Layer) **string { return &l.WarmCode }, func(p *Profile) *string { return &p.WarmCode })}
+	// SettingScheduler runs the kernel in a batch job ("slurm").
+	SettingScheduler = &Setting{Key: "scheduler", Env: "KQ_SCHEDULER", Kind: KindString, Check: CheckScheduler,
+		Doc:   "`slurm` runs the kernel in a batch job on a compute node, submitted with `sbatch` on the host (the login node) and cancelled on every exit; the `slurm:` block says what the job asks for. Unset: the kernel runs on the host itself.",
+		field: pointer(func(l *Layer) **string { return &l.Scheduler }, func(p *Profile) *string { return &p.Scheduler })}
+	// SettingQueueTimeout gives up on a job that is still queued.
+	SettingQueueTimeout = &Setting{Key: "queue_timeout", Env: "KQ_QUEUE_TIMEOUT", Flag: "queue-timeout", Kind: KindDuration,
+		Doc:   "Give up on a batch job that is still queued after this long, and cancel it. Unset: wait as long as kq runs.",
+		Usage: "give up on a batch job still queued after this long (default: wait)",
+		field: pointer(func(l *Layer) **time.Duration { return &l.QueueTimeout }, func(p *Profile) *time.Duration { return &p.QueueTimeout })}
+	// SettingSlurmPartition and the rows after it are the slurm: block.
+	SettingSlurmPartition = slurm("partition", "slurm-partition", "Slurm partition for this run",
+		func(l *Layer) **string { return &l.SlurmPartition }, func(p *Profile) *string { return &p.SlurmPartition })
+	// SettingSlurmGres is the job's --gres ("gpu:1").
+	SettingSlurmGres = slurm("gres", "slurm-gres", `Slurm generic resources for this run ("gpu:2")`,
+		func(l *Layer) **string { return &l.SlurmGres }, func(p *Profile) *string { return &p.SlurmGres })
+	// SettingSlurmGPUs is the job's --gpus.
+	SettingSlurmGPUs = slurm("gpus", "", "",
+		func(l *Layer) **string { return &l.SlurmGPUs }, func(p *Profile) *string { return &p.SlurmGPUs })
+	// SettingSlurmTime is the job's time limit.
+	SettingSlurmTime = slurm("time", "slurm-time", `Slurm time limit for this run ("2:00:00", "90")`,
+		func(l *Layer) **string { return &l.SlurmTime }, func(p *Profile) *string { return &p.SlurmTime })
+	// SettingSlurmCPUs is the job's --cpus-per-task.
+	SettingSlurmCPUs = slurm("cpus", "", "",
+		func(l *Layer) **string { return &l.SlurmCPUs }, func(p *Profile) *string { return &p.SlurmCPUs })
+	// SettingSlurmMem is the job's --mem.
+	SettingSlurmMem = slurm("mem", "", "",
+		func(l *Layer) **string { return &l.SlurmMem }, func(p *Profile) *string { return &p.SlurmMem })
+	// SettingSlurmAccount is the job's --account.
+	SettingSlurmAccount = slurm("account", "", "",
+		func(l *Layer) **string { return &l.SlurmAccount }, func(p *Profile) *string { return &p.SlurmAccount })
+	// SettingSlurmQOS is the job's --qos.
+	SettingSlurmQOS = slurm("qos", "", "",
+		func(l *Layer) **string { return &l.SlurmQOS }, func(p *Profile) *string { return &p.SlurmQOS })
+	// SettingSlurmConstraint is the job's --constraint.
+	SettingSlurmConstraint = slurm("constraint", "", "",
+		func(l *Layer) **string { return &l.SlurmConstraint }, func(p *Profile) *string { return &p.SlurmConstraint })
+	// SettingSlurmExtra holds any other sbatch options, one word each.
+	SettingSlurmExtra = &Setting{Key: "slurm_extra", Env: "KQ_SLURM_EXTRA", Kind: KindCommand, Block: "slurm", Sub: "extra",
+		Doc:   "Any other `sbatch` options, one word each (`[--exclusive, --mail-type=END]`).",
+		field: words(func(l *Layer) *[]string { return &l.SlurmExtra }, func(p *Profile) *[]string { return &p.SlurmExtra })}
 )
+
+// slurm makes a row of the slurm: block: YAML slurm: {sub: ...}, variable
+// KQ_SLURM_SUB, flag as given.
+func slurm(sub, flag, usage string, layer func(*Layer) **string, profile func(*Profile) *string) *Setting {
+	return &Setting{Key: "slurm_" + sub, Env: "KQ_SLURM_" + strings.ToUpper(sub), Flag: flag, Usage: usage,
+		Doc: slurmDocs[sub], Kind: KindString, Block: "slurm", Sub: sub, field: pointer(layer, profile)}
+}
+
+// slurmDocs explain the slurm: block's settings, for kq help config.
+var slurmDocs = map[string]string{
+	"partition":  "The Slurm partition (`sbatch --partition`).",
+	"gres":       "Generic resources for the job (`sbatch --gres`), such as `gpu:1`.",
+	"gpus":       "GPUs for the job (`sbatch --gpus`), such as `1` or `a100:2`.",
+	"time":       "The job's time limit (`sbatch --time`: `90`, `2:00:00`, `1-00:00:00`); required with `scheduler: slurm`, commonly set in `defaults:`. kq warns 10, 5 and 1 minutes before it.",
+	"cpus":       "CPUs per task (`sbatch --cpus-per-task`).",
+	"mem":        "Memory for the job (`sbatch --mem`), such as `32G`.",
+	"account":    "The account the job is charged to (`sbatch --account`).",
+	"qos":        "The job's quality of service (`sbatch --qos`).",
+	"constraint": "Node features the job needs (`sbatch --constraint`).",
+}
 
 // Settings is the table: every setting a profile, defaults:, the
 // environment or a flag may hold.
 var Settings = []*Setting{
 	SettingHost, SettingJump, SettingSSHConfig, SettingRuntimeDir, SettingKernel, SettingKernelIP,
 	SettingWorkdir, SettingEnv, SettingLinger, SettingFrontend, SettingKeep, SettingKeepalive,
-	SettingKeepaliveCount, SettingWarm, SettingWarmCode,
+	SettingKeepaliveCount, SettingWarm, SettingWarmCode, SettingScheduler, SettingQueueTimeout,
+	SettingSlurmPartition, SettingSlurmGres, SettingSlurmGPUs, SettingSlurmTime, SettingSlurmCPUs, SettingSlurmMem,
+	SettingSlurmAccount, SettingSlurmQOS, SettingSlurmConstraint, SettingSlurmExtra,
 }
 
 // Lookup returns the setting whose YAML key is key (case-sensitive, as YAML
-// is), or nil.
+// is), or nil; a block's settings are found by LookupSub.
 func Lookup(key string) *Setting {
 	for _, s := range Settings {
-		if s.Key == key {
+		if s.Key == key && s.Block == "" {
 			return s
 		}
 	}
 	return nil
 }
 
-// Keys lists the YAML keys in table order.
+// IsBlock says key is a block of settings (slurm:).
+func IsBlock(key string) bool { return len(SubKeys(key)) > 0 }
+
+// LookupSub returns the setting sub of block (slurm: time), or nil.
+func LookupSub(block, sub string) *Setting {
+	for _, s := range Settings {
+		if s.Block == block && s.Sub == sub {
+			return s
+		}
+	}
+	return nil
+}
+
+// SubKeys lists a block's keys in table order.
+func SubKeys(block string) []string {
+	var keys []string
+	for _, s := range Settings {
+		if s.Block == block && block != "" {
+			keys = append(keys, s.Sub)
+		}
+	}
+	return keys
+}
+
+// Keys lists the YAML keys in table order, a block once by its name.
 func Keys() []string {
-	keys := make([]string, len(Settings))
-	for i, s := range Settings {
-		keys[i] = s.Key
+	var keys []string
+	for _, s := range Settings {
+		switch {
+		case s.Block == "":
+			keys = append(keys, s.Key)
+		case !slices.Contains(keys, s.Block):
+			keys = append(keys, s.Block)
+		}
 	}
 	return keys
 }
@@ -242,28 +340,44 @@ func (f pointerField[T]) apply(p *Profile, l Layer) {
 
 func (f pointerField[T]) resolved(p Profile) any { return *f.profile(&p) }
 
-// wordsField is the frontend argv: a later layer replaces it as a whole,
-// and the profile gets its own copy so nobody edits a layer through it. A
-// shortcut word (ExpandFrontend) is stored as the argv it stands for.
-type wordsField struct{}
+// wordsField is a list of words (the frontend argv, sbatch options): a
+// later layer replaces it as a whole, and the profile gets its own copy so
+// nobody edits a layer through it. With expand, a shortcut word
+// (ExpandFrontend) is stored as the argv it stands for.
+type wordsField struct {
+	layer   func(*Layer) *[]string
+	profile func(*Profile) *[]string
+	expand  bool
+}
 
-func (wordsField) set(l *Layer, v any) bool {
-	words, ok := v.([]string)
+// frontendWords is the frontend's field: words, shortcuts expanded.
+var frontendWords = wordsField{layer: func(l *Layer) *[]string { return &l.Frontend },
+	profile: func(p *Profile) *[]string { return &p.Frontend }, expand: true}
+
+func words(layer func(*Layer) *[]string, profile func(*Profile) *[]string) wordsField {
+	return wordsField{layer: layer, profile: profile}
+}
+
+func (f wordsField) set(l *Layer, v any) bool {
+	w, ok := v.([]string)
 	if ok {
-		l.Frontend = ExpandFrontend(append([]string(nil), words...))
+		*f.layer(l) = append([]string(nil), w...)
+		if f.expand {
+			*f.layer(l) = ExpandFrontend(*f.layer(l))
+		}
 	}
 	return ok
 }
 
-func (wordsField) get(l Layer) (any, bool) { return l.Frontend, l.Frontend != nil }
+func (f wordsField) get(l Layer) (any, bool) { w := *f.layer(&l); return w, w != nil }
 
-func (wordsField) apply(p *Profile, l Layer) {
-	if l.Frontend != nil {
-		p.Frontend = append([]string(nil), l.Frontend...)
+func (f wordsField) apply(p *Profile, l Layer) {
+	if w := *f.layer(&l); w != nil {
+		*f.profile(p) = append([]string(nil), w...)
 	}
 }
 
-func (wordsField) resolved(p Profile) any { return p.Frontend }
+func (f wordsField) resolved(p Profile) any { return *f.profile(&p) }
 
 // varsField is env: layers merge name by name, so defaults: can set one
 // variable and a profile another.

@@ -28,6 +28,18 @@ var wantSettings = []struct{ key, env, flag string }{
 	{"keepalive_count", "KQ_KEEPALIVE_COUNT", ""},
 	{"warm", "KQ_WARM", ""},
 	{"warm_code", "KQ_WARM_CODE", ""},
+	{"scheduler", "KQ_SCHEDULER", ""},
+	{"queue_timeout", "KQ_QUEUE_TIMEOUT", "queue-timeout"},
+	{"slurm_partition", "KQ_SLURM_PARTITION", "slurm-partition"},
+	{"slurm_gres", "KQ_SLURM_GRES", "slurm-gres"},
+	{"slurm_gpus", "KQ_SLURM_GPUS", ""},
+	{"slurm_time", "KQ_SLURM_TIME", "slurm-time"},
+	{"slurm_cpus", "KQ_SLURM_CPUS", ""},
+	{"slurm_mem", "KQ_SLURM_MEM", ""},
+	{"slurm_account", "KQ_SLURM_ACCOUNT", ""},
+	{"slurm_qos", "KQ_SLURM_QOS", ""},
+	{"slurm_constraint", "KQ_SLURM_CONSTRAINT", ""},
+	{"slurm_extra", "KQ_SLURM_EXTRA", ""},
 }
 
 // sample returns a value of s's kind that passes Validate and differs from
@@ -37,6 +49,9 @@ func sample(s *Setting) any {
 	case KindString:
 		if s == SettingKernelIP {
 			return "10.0.0.9"
+		}
+		if s == SettingScheduler {
+			return "slurm"
 		}
 		return "x-" + s.Key
 	case KindDuration:
@@ -66,8 +81,8 @@ func TestSettingsTable(t *testing.T) {
 		if s.Key != w.key || s.Env != w.env || s.Flag != w.flag {
 			t.Errorf("row %d: %q %q %q, want %q %q %q", i, s.Key, s.Env, s.Flag, w.key, w.env, w.flag)
 		}
-		if Lookup(w.key) != s {
-			t.Errorf("Lookup(%q) does not find its row", w.key)
+		if found := Lookup(w.key); s.Block == "" && found != s || s.Block != "" && (found != nil || LookupSub(s.Block, s.Sub) != s) {
+			t.Errorf("Lookup(%q) does not find its row (or finds a block's row)", w.key)
 		}
 	}
 	if !reflect.DeepEqual(Keys()[:2], []string{"host", "jump"}) || Lookup("Host") != nil || Lookup("nope") != nil {
@@ -125,13 +140,14 @@ func TestSettingsCoverLayer(t *testing.T) {
 // its own field of the resolved profile, and every Profile field but Name
 // is some setting's.
 func TestSettingsReachProfile(t *testing.T) {
-	base, err := Resolve("p", Layer{Host: ptr("h")})
+	// A scheduler needs its time limit: every profile here has one.
+	base, err := Resolve("p", Layer{Host: ptr("h"), SlurmTime: ptr("1:00")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	covered := map[string]bool{}
 	for _, s := range Settings {
-		l := Layer{Host: ptr("h")}
+		l := Layer{Host: ptr("h"), SlurmTime: ptr("1:00")}
 		if err := s.Set(&l, sample(s)); err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +166,7 @@ func TestSettingsReachProfile(t *testing.T) {
 			covered[f] = true
 		}
 	}
+	covered["SlurmTime"] = true // set in base, so changed by no row here
 	if n := reflect.TypeOf(Profile{}).NumField() - 1; len(covered) != n {
 		t.Errorf("settings reach %d of Profile's %d fields besides Name: %v", len(covered), n, covered)
 	}
@@ -175,6 +192,9 @@ func TestREADMEListsSettings(t *testing.T) {
 	readme := string(data)
 	for _, s := range Settings {
 		words := []string{"`" + s.Key + "`"}
+		if s.Block != "" {
+			words = []string{"`" + s.Block + ":`", "`" + s.Sub + "`"}
+		}
 		if s.Env != "" {
 			words = append(words, "`"+s.Env+"`")
 		}

@@ -81,14 +81,18 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Status sets the live line's text ("" takes it away) and restarts its
 // clock. Without a terminal it does nothing.
-func (w *Writer) Status(text string) {
+func (w *Writer) Status(text string) { w.StatusSince(text, time.Now()) }
+
+// StatusSince is Status with its clock counting from since (a job's
+// submission, say) rather than from now.
+func (w *Writer) StatusSince(text string, since time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.live && text != "" {
 		return
 	}
 	w.clearLocked()
-	w.status, w.since = text, time.Now()
+	w.status, w.since = text, since
 	switch {
 	case text != "" && w.stopTik == nil:
 		w.stopTik = make(chan struct{})

@@ -112,3 +112,13 @@ func TestColourOnlyOnATerminal(t *testing.T) {
 		t.Error("TERM=dumb, or no tty, taken for a terminal")
 	}
 }
+
+func TestStatusSinceCountsFromThen(t *testing.T) {
+	var b syncBuf
+	w := New(&b, Options{Terminal: true, NoColor: true})
+	w.StatusSince("job 7 pending (Priority), waited", time.Now().Add(-90*time.Second))
+	w.Status("")
+	if out := b.String(); !strings.Contains(out, "waited (90.") {
+		t.Errorf("the clock does not count from the submission: %q", out)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kq-dev/kq/launcher/kinds"
@@ -53,6 +54,10 @@ type Hold struct {
 	// one it started.
 	Warm bool
 
+	onSched   atomic.Pointer[func(string)] // a batch job's status lines
+	lastSched atomic.Pointer[string]       // the last one, for a late OnSched
+	lastLine  atomic.Int64                 // unix nanos of the last line (ticks too)
+
 	waitErr   error // how the command ended; read after done is closed
 	mu        sync.Mutex
 	writeMu   sync.Mutex // one line at a time on stdin
@@ -95,10 +100,13 @@ func (h *Hold) readLines(stdout io.Reader) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		h.firstOnce.Do(func() { close(h.first) })
-		switch line := sc.Text(); line {
-		case tagTick:
-		case tagDied:
+		h.lastLine.Store(time.Now().UnixNano())
+		switch line := sc.Text(); {
+		case line == tagTick:
+		case line == tagDied:
 			h.diedOnce.Do(func() { close(h.died) })
+		case strings.HasPrefix(line, tagSched):
+			h.sched(strings.TrimPrefix(line, tagSched))
 		default:
 			h.lines.push(line)
 		}
@@ -107,21 +115,55 @@ func (h *Hold) readLines(stdout io.Reader) {
 	close(h.read)
 }
 
+// sched hands a batch job's status line to OnSched's function, or keeps it
+// for one set later.
+func (h *Hold) sched(line string) {
+	h.lastSched.Store(&line)
+	if fn := h.onSched.Load(); fn != nil {
+		(*fn)(line)
+	}
+}
+
+// OnSched sets the receiver of the batch job's status lines (see
+// KernelSpec.OnSched); the last line already received is given at once.
+func (h *Hold) OnSched(fn func(string)) {
+	h.onSched.Store(&fn)
+	if l := h.lastSched.Load(); l != nil {
+		fn(*l)
+	}
+}
+
 // Start starts a kernel and holds it for this session from the start, so
 // a kernel slower to start than linger is not taken for an abandoned one.
-// On error nothing is left running remotely.
+// On error nothing is left running remotely. A kernel in a batch job
+// (k.Job) waits for the queue as long as k.Job.QueueTimeout says, or as
+// long as ctx lasts, while the server's side keeps talking.
 func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
 	v := vars{rt: k.RuntimeDir, id: k.ID, linger: k.Linger, keep: k.Keep, start: k.StartScript(),
-		preset: k.Preset, owner: k.Owner, warm: k.Warm && k.Preset == nil}
+		preset: k.Preset, owner: k.Owner, warm: k.Warm && k.Preset == nil && k.Job == nil}
 	if v.warm {
 		v.flavor = k.Flavor()
+	}
+	limit := startTimeout
+	if k.Job != nil {
+		v.adopt = k.Owner != "" && len(k.Preset) > 0
+		v.wait, limit = -1, 0
+		if q := k.Job.QueueTimeout; q > 0 {
+			v.wait, limit = q, q+startTimeout-120*time.Second
+		}
 	}
 	h, err := open(ctx, r, v, "op_start")
 	if err != nil {
 		return nil, err
 	}
+	if k.OnSched != nil {
+		h.OnSched(k.OnSched)
+	}
 	go h.ping()
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if limit > 0 {
+		sctx, cancel = context.WithTimeout(ctx, limit)
+	}
 	defer cancel()
 	if err := h.waitJSON(sctx); err != nil {
 		// The server knows the kernel's pid even if kq has not read it yet.
@@ -192,11 +234,22 @@ func (h *Hold) send(line string) bool {
 	return err == nil
 }
 
-// waitJSON reads the remote side's report up to the connection file.
+// silentLimit: a server's side that says nothing at all (not even its
+// ticks) for this long is taken for a dead link during a start.
+const silentLimit = 60 * time.Second
+
+// waitJSON reads the remote side's report up to the connection file. The
+// wait ends with ctx, or when the server's side falls silent.
 func (h *Hold) waitJSON(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go h.watchSilence(ctx, cancel)
 	for {
 		line, ok, err := h.lines.next(ctx.Done())
 		if err != nil {
+			if errors.Is(context.Cause(ctx), errSilent) {
+				return kinds.With(kinds.Kernel, "", fmt.Errorf("start kernel: %w", errSilent))
+			}
 			if ctx.Err() == context.DeadlineExceeded {
 				return kinds.With(kinds.Kernel, "", fmt.Errorf("no connection file from the server in %s", startTimeout))
 			}
@@ -215,6 +268,29 @@ func (h *Hold) waitJSON(ctx context.Context) error {
 			return nil
 		}
 		h.PID = h.p.pid // known before the JSON: a failed start is stopped by it
+	}
+}
+
+// errSilent: the server's side sent nothing, not even a tick, for silentLimit.
+var errSilent = fmt.Errorf("the server's side sent nothing for %s", silentLimit)
+
+// watchSilence cancels ctx once the server's side has been silent for
+// silentLimit (counted from now, before its first line).
+func (h *Hold) watchSilence(ctx context.Context, cancel context.CancelCauseFunc) {
+	start := time.Now().UnixNano()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			last := max(h.lastLine.Load(), start)
+			if time.Since(time.Unix(0, last)) > silentLimit {
+				cancel(errSilent)
+				return
+			}
+		}
 	}
 }
 

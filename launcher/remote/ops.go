@@ -132,3 +132,37 @@ func Restart(ctx context.Context, r Runner, rt, id string) (int, error) {
 	}
 	return p.pid, nil
 }
+
+// ErrNoCommand: the scheduler's command is not installed on the host.
+var ErrNoCommand = errors.New("command not found")
+
+// Sched runs one scheduler command (argv; no JobArg or ScriptArg) on the
+// host and returns its output (stdout and stderr together) and exit
+// status. A command missing on the host is an error wrapping ErrNoCommand.
+func Sched(ctx context.Context, r Runner, argv []string) (string, int, error) {
+	return SchedInput(ctx, r, argv, "")
+}
+
+// SchedInput is Sched with input on the command's stdin (a batch script
+// for sbatch --test-only); "" gives it none.
+func SchedInput(ctx context.Context, r Runner, argv []string, input string) (string, int, error) {
+	if len(argv) == 0 {
+		return "", 0, errors.New("op_sched: no command")
+	}
+	cmd := shWords(argv) + " </dev/null"
+	if input != "" {
+		cmd = "printf '%s\\n' " + shQuote(input) + " | " + shWords(argv)
+	}
+	p, err := run(ctx, r, vars{path: argv[0], sched: cmd}, "op_sched")
+	var rerr *Error
+	if errors.As(err, &rerr) && strings.Contains(rerr.Msg, "not found") {
+		return "", 0, fmt.Errorf("%s: %w", rerr.Msg, ErrNoCommand)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if p.final != tagDone {
+		return "", 0, errors.New("op_sched: no confirmation from the server")
+	}
+	return string(p.json), p.exit, nil
+}

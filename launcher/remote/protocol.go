@@ -32,6 +32,8 @@ const (
 	tagDied        = "KQ-DIED"
 	tagWarm        = "KQ-WARM"
 	tagDir         = "KQ-DIR "
+	tagSched       = "KQ-SCHED "
+	tagExit        = "KQ-EXIT "
 )
 
 // Entry is one kernel connection file in a host's runtime dir, as kq ls
@@ -59,6 +61,22 @@ type Entry struct {
 	Spare bool `json:"spare"`
 	// JSON is its connection file's content.
 	JSON []byte `json:"-"`
+	// Job is the kernel's batch job (a profile with scheduler:), as the
+	// scheduler reports it; nil for a kernel that runs on the host.
+	Job *JobEntry `json:"job,omitempty"`
+}
+
+// JobEntry is a kq kernel's batch job in kq ls.
+type JobEntry struct {
+	// ID is the scheduler's job id; State its state (RUNNING, PENDING).
+	ID    string `json:"id"`
+	State string `json:"state"`
+	// Reason is why a pending job waits.
+	Reason string `json:"reason,omitempty"`
+	// Node is where it runs.
+	Node string `json:"node,omitempty"`
+	// TimeLeftSeconds is the time to its limit; -1 when unknown.
+	TimeLeftSeconds int `json:"time_left_seconds"`
 }
 
 // parser is the one reader of remote.sh's output: fed line by line, it
@@ -74,6 +92,7 @@ type parser struct {
 	json    []byte // the last complete block outside a list
 	warm    bool   // the kernel is a spare the op took
 	final   string // the last tag that ends an op or a wait
+	exit    int    // KQ-EXIT: op_sched's command's exit status
 
 	inBlock bool
 	block   bytes.Buffer
@@ -104,6 +123,8 @@ func (p *parser) feed(line string) string {
 		p.warm = true
 	case strings.HasPrefix(line, tagDir):
 		p.dir = strings.TrimPrefix(line, tagDir)
+	case strings.HasPrefix(line, tagExit):
+		p.exit, _ = strconv.Atoi(strings.TrimPrefix(line, tagExit))
 	case strings.HasPrefix(line, tagPID):
 		p.pid, _ = strconv.Atoi(strings.TrimPrefix(line, tagPID))
 	case strings.HasPrefix(line, tagError):

@@ -32,9 +32,15 @@
 #                      of its start script). Taking a spare, and the
 #                      watchdog's stopping of one that lingered, both begin
 #                      by removing this file: whoever removes it decides.
+#   kernel-kq-ID.sbatch and the other files job.sh lists: a kernel in a
+#                      batch job (a profile with scheduler:), whose "kernel"
+#                      process here is job.sh's job_login
 
 # kq sets rt, id, linger, keep, start_script, path, grace, conn_json,
-# owner, inotify, warm and flavor before this text.
+# owner, inotify, warm and flavor, start_wait (tenths of a second to wait
+# for the connection file, 0: no limit), sched_cmd (op_sched's command, sh
+# words) and adopt (1: a batch job kernel of this owner may be taken over)
+# before this text.
 # replace_owner works on other kernels' files in a subshell, so its
 # assignments are local on purpose.
 # shellcheck disable=SC2154,SC2030,SC2031
@@ -113,11 +119,17 @@ signal_kernel() {
   alive || return 0
   kill -"$1" -"$p" 2>/dev/null || kill -"$1" "$p" 2>/dev/null
 }
+# A job's login side needs time to cancel the job and see it cancelled.
 kill_kernel() {
-  if alive; then signal_kernel TERM; waitgone 30; fi
+  w=30; [ -e "$base.sbatch" ] && w=150
+  if alive; then signal_kernel TERM; waitgone "$w"; fi
   if alive; then signal_kernel KILL; waitgone 30; fi
 }
-cleanup() { rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap" "$spare"; }
+cleanup() {
+  rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap" "$spare"
+  rm -f "$base.job" "$base.sched" "$base.sched.new" "$base.beat" "$base.node" "$base.npid" "$base.restart" \
+    "$base.int" "$base.sbatch" "$base.kcmd" "$base.out" "$base.exited"
+}
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
 finish() {
@@ -180,13 +192,26 @@ watchdog() {
 hold() {
   : > "$hold"
   (
+    sent=
     while :; do
+      relay_sched
       # A dead kernel ends the whole session ($$ is the hold shell), even
       # one whose kq is out of reach and sends nothing more; a start that
       # failed says why itself and waits for kq's "kill".
-      if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && ! alive; then
+      # A batch job's kernel that exited on the node (job.sh's .exited) is
+      # dead at once: its login side is ending too, and is waited for.
+      if [ ! -e "$restarting" ] && [ ! -e "$starting" ] && { [ -e "$base.exited" ] || ! alive; }; then
+        xrc=$(cat "$base.exited" 2>/dev/null)
+        if [ -n "$xrc" ] && [ -n "$(meta_field owner)" ] && alive; then
+          # A kernel manager's kernel in a batch job: the job waits a moment
+          # (job.sh's park) for the manager's next kq kernel to take it
+          # over (adopt_job); its login side and watchdog go on.
+          say "KQ-SCHED X|$(date +%Y-%m-%dT%H:%M:%S)|$xrc"; say KQ-DIED; kill $$ 2>/dev/null; exit 0
+        fi
         # Its files go first, so that a kq that leaves at the news (kq
         # kernel) leaves nothing behind.
+        waitgone 30; relay_sched
+        [ -n "$xrc" ] && say "KQ-SCHED X|$(date +%Y-%m-%dT%H:%M:%S)|$xrc"
         finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
@@ -206,6 +231,15 @@ hold() {
   done
   end_helpers
 }
+# relay_sched passes a batch job's status line (job.sh) on to kq when it
+# changed since the last one sent.
+relay_sched() {
+  [ -e "$base.sched" ] || return 0
+  st=$(cat "$base.sched" 2>/dev/null)
+  [ -n "$st" ] && [ "$st" != "$sent" ] && { sent=$st; say "KQ-SCHED $st"; }
+  return 0
+}
+
 # end_helpers ends this session's ticker and, during a start, the wait for
 # the connection file.
 end_helpers() { kill "$ticker" ${extra:+"$extra"} 2>/dev/null; }
@@ -270,17 +304,26 @@ wait_json() {
   while ! json_ready; do
     if ! alive; then
       stop_waking
-      say "KQ-ERROR kernel command exited before writing $f"
+      if [ -e "$base.job" ]; then say "KQ-ERROR the kernel's batch job $(cat "$base.job") ended before the kernel wrote $f"
+      elif [ -e "$base.sbatch" ]; then say "KQ-ERROR the scheduler refused the kernel's batch job"
+      else say "KQ-ERROR kernel command exited before writing $f"; fi
       tail -n 20 "$log" | sed 's/^/KQ-LOG /'; say KQ-FAILED; exit 1
     fi
-    # 1200 tenths of a second: the ticker's lines count ten, events none.
+    # In tenths of a second: the ticker's lines count ten, events none.
     if [ -z "$iw" ]; then sleep 0.1; i=$((i+1))
     elif read -r woke <&3; then [ "$woke" = x ] || i=$((i+10))
     else sleep 0.1; i=$((i+1)); fi
-    if [ $i -gt 1200 ]; then stop_waking; say "KQ-ERROR no connection file after 120s"; say KQ-FAILED; exit 1; fi
+    if [ "${start_wait:-0}" -gt 0 ] && [ $i -gt "$start_wait" ]; then
+      stop_waking
+      if [ -e "$base.sbatch" ]; then say "KQ-ERROR the kernel's batch job did not start within the queue timeout ($((start_wait / 10))s)"
+      else say "KQ-ERROR no connection file after $((start_wait / 10))s"; fi
+      say KQ-FAILED; exit 1
+    fi
   done
   stop_waking
   chmod 600 "$f" # the key is private, whatever the kernel's umask
+  # A batch job's node ("NODE ADDRESS", job.sh), before the file it serves.
+  [ -s "$base.node" ] && say "KQ-SCHED N|$(date +%Y-%m-%dT%H:%M:%S)|$(cat "$base.node") $(cat "$base.job" 2>/dev/null)"
   rm -f "$starting"
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
 }
@@ -292,6 +335,12 @@ wait_json() {
 op_start() {
   mkdir -p "$rt" || { say "KQ-ERROR cannot create runtime dir $rt"; say KQ-FAILED; exit 1; }
   check_rt || { say KQ-FAILED; exit 1; }
+  if [ "$adopt" = 1 ] && [ -n "$owner" ] && [ -n "$conn_json" ] && adopt_job; then
+    say "KQ-FILE $f"; last=$(pid); last_start=$(started); say "KQ-PID $last"
+    wait_json &
+    extra=$!
+    hold; return
+  fi
   if [ "$warm" = 1 ] && take_spare; then
     say "KQ-FILE $f"; say KQ-WARM
     [ "$keep" = 1 ] && : > "$keepf"
@@ -370,6 +419,28 @@ replace_owner() (
   done
 )
 
+# adopt_job takes over a batch job kernel of this owner whose login side
+# still runs (its kernel manager restarts the kernel: the old kq kernel
+# exited or was killed): the job's node side starts a fresh kernel on the
+# manager's new preset file, in the same allocation, and this session
+# holds it under the old kernel's id.
+adopt_job() {
+  for m in "$rt"/kernel-kq-*.kq; do
+    { [ -f "$m" ] && [ -O "$m" ] && [ "$m" != "$meta" ]; } || continue
+    [ "$(sed -n 's/^owner=//p' "$m")" = "$owner" ] || continue
+    { [ -e "${m%.kq}.sbatch" ] && [ -e "${m%.kq}.job" ]; } || continue
+    ( meta=$m; last=; last_start=; alive ) || continue
+    i=${m##*/kernel-kq-}; set_files "${i%.kq}"; last=; last_start=
+    : > "$starting"
+    rm -f "$base.exited" "$base.sched"
+    say "$conn_json" > "$f"
+    : > "$base.restart"
+    say "KQ-SCHED R|$(date +%Y-%m-%dT%H:%M:%S)|$(cat "$base.job")"
+    return 0
+  done
+  return 1
+}
+
 # op_attach holds a running kq kernel for a new session (a reconnect, or
 # kq attach), after sending its connection file.
 op_attach() {
@@ -396,15 +467,37 @@ op_interrupt() {
 }
 
 # op_restart replaces the kernel process; it reads the same connection
-# file, so key and ports stay, and open sessions keep working.
+# file, so key and ports stay, and open sessions keep working. A kernel in
+# a batch job is restarted by the job's node side, in the same allocation.
 op_restart() {
   check_rt || exit 1
   if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
+  if [ -e "$base.sbatch" ]; then restart_job; exit 0; fi
   : > "$restarting"
   kill_kernel
   spawn
   rm -f "$restarting"
   say "KQ-PID $(pid)"
+}
+
+# restart_job asks the node side for a new kernel and waits (bounded) for
+# it to say it started one.
+restart_job() {
+  old=$(cat "$base.npid" 2>/dev/null); : > "$base.restart"; i=0
+  while [ -e "$base.restart" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+  new=$(cat "$base.npid" 2>/dev/null)
+  if [ -e "$base.restart" ] || [ -z "$new" ] || [ "$new" = "$old" ]; then
+    rm -f "$base.restart"; say "KQ-ERROR the job's node side did not restart the kernel"; exit 1
+  fi
+  say "KQ-PID $new"
+}
+
+# op_sched runs one scheduler command ($sched_cmd; $path is its program)
+# and prints its output and exit status.
+op_sched() {
+  command -v "$path" >/dev/null 2>&1 || { say "KQ-ERROR $path not found on $(hostname)"; exit 0; }
+  out=$(eval "$sched_cmd" 2>&1); rc=$?
+  say KQ-JSON-BEGIN; say "$out"; say KQ-JSON-END; say "KQ-EXIT $rc"; say KQ-DONE
 }
 
 # op_list prints every connection file in the runtime dir that the user
