@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kq-dev/kq/launcher/internal/sshtest"
 	"golang.org/x/crypto/ssh"
@@ -115,12 +117,28 @@ func readMessages(b *testing.B, local string, size int) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for range b.N {
 		if _, err := io.ReadFull(conn, buf); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
+	reportCPU(b, cpu, size)
+}
+
+// cpuTime is the CPU time this process has used (user and system): on a
+// shared machine it varies less than the wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds the CPU time per byte since start, both SSH ends and the
+// forwarder together, as cpu-ns/B.
+func reportCPU(b *testing.B, start time.Duration, size int) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N)/float64(size), "cpu-ns/B")
 }
 
 // BenchmarkForwardDownstream: kernel-to-frontend bytes (iopub output)
@@ -157,12 +175,15 @@ func BenchmarkForwardUpstream(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			for range b.N {
 				go func() { _, _ = conn.Write(msg) }()
 				if _, err := io.ReadFull(conn, back); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.StopTimer()
+			reportCPU(b, cpu, size)
 		})
 	}
 }
