@@ -169,9 +169,8 @@ func (b *bench) runOne(sc *scenario, m *method, rep int) (sample, error) {
 	r := &run{b: b, sc: sc, m: m, dir: dir, marks: map[string]float64{}}
 	defer r.endAll()
 	s := sample{Method: m.name, Scenario: sc.name, Rep: rep, Marks: r.marks}
-	var turns0 int64
 	if sc.proxy != nil {
-		turns0 = sc.proxy.turns.Load()
+		r.turns0 = sc.proxy.turns.Load()
 	}
 	r.t0 = time.Now()
 	spec, err := m.start(r)
@@ -185,7 +184,7 @@ func (b *bench) runOne(sc *scenario, m *method, rep int) (sample, error) {
 	first, _ := ans["first"].(float64)
 	s.First = first - float64(r.t0.UnixNano())/1e9
 	if sc.proxy != nil {
-		s.Turns = sc.proxy.turns.Load() - turns0
+		s.Turns = sc.proxy.turns.Load() - r.turns0
 	}
 	if pid, ok := ans["pid"].(float64); ok {
 		r.kernels = append(r.kernels, int(pid))
@@ -257,7 +256,9 @@ func (b *bench) end(r *run, m *method, s *sample) error {
 		if err := r.kqStop(); err != nil {
 			return err
 		}
-		s.Marks["teardown"] = r.marks["teardown"]
+		for _, k := range []string{"teardown", "kq cpu", "kq rss", "kq syscr", "kq syscw"} {
+			s.Marks[k] = r.marks[k]
+		}
 	}
 	for _, pid := range r.kernels {
 		waitGone(pid, 10*time.Second)

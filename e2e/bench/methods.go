@@ -65,6 +65,7 @@ type run struct {
 	kqDone  chan struct{}
 	stderr  *bytes.Buffer
 	kernels []int
+	turns0  int64 // the proxy's round trips at the start
 }
 
 // mark records how long after the start a step ended.
@@ -72,6 +73,9 @@ func (r *run) mark(name string) {
 	r.b.mu.Lock()
 	defer r.b.mu.Unlock()
 	r.marks[name] = time.Since(r.t0).Seconds()
+	if r.sc.proxy != nil {
+		r.marks["rt "+name] = float64(r.sc.proxy.turns.Load() - r.turns0)
+	}
 }
 
 // command is a command of this run in its own process group, ended at
@@ -380,6 +384,9 @@ func (r *run) kqLines(rd io.Reader) {
 		for _, s := range kqSteps {
 			if strings.HasPrefix(l, s.prefix) {
 				r.marks[s.name] = time.Since(r.t0).Seconds()
+				if r.sc.proxy != nil {
+					r.marks["rt "+s.name] = float64(r.sc.proxy.turns.Load() - r.turns0)
+				}
 			}
 		}
 		r.b.mu.Unlock()
@@ -391,6 +398,7 @@ func (r *run) kqStop() error {
 	if r.front == nil {
 		return nil
 	}
+	r.procIO()
 	t := time.Now()
 	r.front.Close()
 	select {
@@ -399,10 +407,31 @@ func (r *run) kqStop() error {
 		return errors.New("kq did not exit after its frontend")
 	}
 	r.marks["teardown"] = time.Since(t).Seconds()
-	if !r.kq.ProcessState.Success() {
+	ps := r.kq.ProcessState
+	r.marks["kq cpu"] = (ps.UserTime() + ps.SystemTime()).Seconds()
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		r.marks["kq rss"] = float64(ru.Maxrss) / 1024 // KiB to MiB
+	}
+	if !ps.Success() {
 		return fmt.Errorf("kq: %s\n%s", r.kq.ProcessState, r.stderr)
 	}
 	return nil
+}
+
+// procIO records kq's read and write system calls so far (syscr and
+// syscw of /proc/PID/io): the copy paths' cost, free of timing noise.
+func (r *run) procIO() {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", r.kq.Process.Pid))
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ": ")
+		var n float64
+		if _, err := fmt.Sscanf(v, "%g", &n); ok && err == nil && (k == "syscr" || k == "syscw") {
+			r.marks["kq "+k] = n
+		}
+	}
 }
 
 // endAll ends what is left of the run: its process groups, the processes

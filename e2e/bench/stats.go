@@ -137,7 +137,7 @@ var stepOrder = []string{"connected", "kernel", "scp", "tunnels", "forwarded", "
 // after the start), then the first cell.
 func breakdown(results []sample, methods []string, scenarios []string) string {
 	var b strings.Builder
-	b.WriteString("| scenario | method | step ended at, median s (delta from the step before) | first cell | kq teardown |\n|---|---|---|---|---|\n")
+	b.WriteString("| scenario | method | step ended at, median s (+delta from the step before, round trips on the slow link so far) | first cell | kq teardown s | kq CPU s per run | kq peak RSS MiB | kq read / write syscalls per run |\n|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range scenarios {
 		for _, m := range methods {
 			s := summarize(results, m, sc)
@@ -149,15 +149,25 @@ func breakdown(results []sample, methods []string, scenarios []string) string {
 			for _, k := range stepOrder {
 				if v, ok := s.marks[k]; ok && k != "teardown" {
 					med := median(v)
-					steps = append(steps, fmt.Sprintf("%s %.3f (+%.3f)", k, med, med-prev))
+					step := fmt.Sprintf("%s %.3f (+%.3f", k, med, med-prev)
+					if rt, ok := s.marks["rt "+k]; ok {
+						step += fmt.Sprintf(", %.0f RT", median(rt))
+					}
+					steps = append(steps, step+")")
 					prev = med
 				}
 			}
-			td := "—"
-			if v, ok := s.marks["teardown"]; ok {
-				td = fmt.Sprintf("%.3f", median(v))
+			kq := []string{"—", "—", "—", "—"}
+			for i, k := range []string{"teardown", "kq cpu", "kq rss"} {
+				if v, ok := s.marks[k]; ok {
+					kq[i] = fmt.Sprintf("%.3f", median(v))
+				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %.3f (+%.3f) | %s |\n", sc, m, strings.Join(steps, ", "), s.firstMed, s.firstMed-prev, td)
+			if r, ok := s.marks["kq syscr"]; ok {
+				kq[3] = fmt.Sprintf("%.0f / %.0f", median(r), median(s.marks["kq syscw"]))
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %.3f (+%.3f) | %s |\n", sc, m, strings.Join(steps, ", "), s.firstMed, s.firstMed-prev,
+				strings.Join(kq, " | "))
 		}
 	}
 	return b.String()
