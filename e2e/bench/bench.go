@@ -11,7 +11,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/kq-dev/kq/e2e/sshdtest"
 )
 
 // bench is one benchmark run's world.
@@ -44,6 +47,16 @@ type sample struct {
 
 func setup(t *runner, o options) *bench {
 	b := &bench{t: t, o: o, dir: t.TempDir()}
+	// Last of all (cleanups run last-first), whatever way the benchmark
+	// ended: every process it started has its directory on its command
+	// line; none may outlive it.
+	t.Cleanup(func() {
+		for _, pid := range sshdtest.ProcessesMatching(b.dir) {
+			if pid != os.Getpid() {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	b.env = cleanEnv()
 	b.machine = describeMachine()
 	kq := o.kq
@@ -53,7 +66,7 @@ func setup(t *runner, o options) *bench {
 	all := []*method{
 		{name: "floor", start: floorStart, ownsKernel: true, local: true},
 		{name: "manual", start: manualStart, ownsKernel: true},
-		{name: "ssh -L x5", start: oneSSHStart, ownsKernel: true},
+		{name: "ssh -L x5", start: oneSSHStart, ownsKernel: true, sshCPU: true},
 		{name: "jupyter tunnel", start: jupyterStart, ownsKernel: true},
 		{name: "kq", start: kqStart, kqBin: kq},
 	}
@@ -262,6 +275,14 @@ func (b *bench) end(r *run, m *method, s *sample) error {
 	}
 	for _, pid := range r.kernels {
 		waitGone(pid, 10*time.Second)
+	}
+	if m.sshCPU && len(r.procs) > 0 {
+		select { // the session ends with its kernel
+		case <-r.waits[0]:
+			ps := r.procs[0].ProcessState
+			s.Marks["ssh cpu"] = (ps.UserTime() + ps.SystemTime()).Seconds()
+		case <-time.After(5 * time.Second):
+		}
 	}
 	return nil
 }

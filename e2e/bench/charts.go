@@ -89,6 +89,8 @@ func groupedBars(p *plot.Plot, methods []string, series []string, value func(ser
 		p.Legend.Add(s, bars)
 	}
 	p.Legend.Top = true
+	p.Y.Min = 0
+	p.Y.Max *= 1.25 // room for the legend
 	p.NominalX(methods...)
 	return nil
 }
@@ -170,6 +172,7 @@ func rttChart(results []sample, methods []string, sc string) (*plot.Plot, error)
 		}
 	}
 	p.Legend.Top = true
+	p.Y.Max *= 1.2 // room for the legend
 	p.NominalX(names...)
 	return p, nil
 }

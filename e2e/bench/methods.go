@@ -42,6 +42,9 @@ type method struct {
 	local bool
 	// kqBin is the kq binary of a kq method.
 	kqBin string
+	// sshCPU: the method's first process is the one ssh that carries
+	// everything, whose CPU time is recorded (to set beside kq's).
+	sshCPU bool
 }
 
 // connectSpec is what the probe connects to: a connection file, through
@@ -434,11 +437,17 @@ func (r *run) procIO() {
 	}
 }
 
-// endAll ends what is left of the run: its process groups, the processes
-// of the scenario's sshds (every one belongs to this run, which is the
-// only one), the ssh -f tunnels that carry this scenario's config path,
-// and kernels that outlived their shutdown.
+// endAll ends what is left of the run: the processes of the scenario's
+// sshds (every one belongs to this run, the only one; walked first, while
+// they are still below sshd), its own process groups, the ssh -f tunnels
+// that carry this scenario's config path, and any kernel that outlived
+// its shutdown (every kernel the benchmark starts has the benchmark's
+// directory on its command line).
 func (r *run) endAll() {
+	var below []int
+	for _, top := range r.sc.sshds {
+		below = append(below, descendants(top)...)
+	}
 	for i, cmd := range r.procs {
 		select {
 		case <-r.waits[i]:
@@ -447,15 +456,10 @@ func (r *run) endAll() {
 			<-r.waits[i]
 		}
 	}
-	for _, pid := range sshdtest.ProcessesMatching(r.sc.sshConfig) {
+	for _, pid := range append(below, sshdtest.ProcessesMatching(r.sc.sshConfig)...) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	for _, top := range r.sc.sshds {
-		for _, pid := range descendants(top) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	for _, pid := range r.kernels {
+	for _, pid := range sshdtest.ProcessesMatching(r.b.dir) {
 		if strings.Contains(cmdline(pid), "ipykernel_launcher") {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
