@@ -157,6 +157,9 @@ func (b *bench) loop() ([]sample, error) {
 				if err != nil {
 					failures++
 					fmt.Fprintf(os.Stderr, "bench: %s / %s, rep %d: %v\n", m.name, sc.name, rep, err)
+					if errors.Is(err, errProbeStuck) {
+						return nil, err
+					}
 					if failures >= b.o.maxFailures {
 						return nil, errors.New("too many failed runs")
 					}

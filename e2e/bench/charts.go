@@ -22,17 +22,23 @@ var palette = []color.Color{
 	color.RGBA{R: 0xc4, G: 0x4e, B: 0x52, A: 0xff},
 }
 
-// writeOutputs writes results.json, results.md and the charts into o.out.
+// writeOutputs writes results.md and the charts into o.out, and every
+// sample to o.json when set.
 func writeOutputs(o options, machine string, results []sample, methods []string) error {
+	if o.json != "" {
+		data, err := json.Marshal(map[string]any{"machine": machine, "when": time.Now().UTC().Format(time.RFC3339),
+			"options": fmt.Sprintf("%+v", o), "results": results})
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.json, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if o.out == "" {
+		return nil
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(map[string]any{"machine": machine, "when": time.Now().UTC().Format(time.RFC3339),
-		"options": o, "results": results}, "", " ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(o.out, "results.json"), data, 0o644); err != nil {
 		return err
 	}
 	scs := strings.Split(o.scenarios, ",")

@@ -6,7 +6,7 @@
 // and through a login host in a network namespace behind a proxy that adds
 // round-trip time. Methods are interleaved, with warm-up runs and
 // repetitions; it prints medians, spread and ratios, and with -out writes
-// results.json, results.md and PNG charts.
+// results.md and PNG charts (-json: every sample).
 //
 //	go run ./e2e/bench            # full run (root: namespaces, sshd)
 //	go run ./e2e/bench -quick     # one small repetition, a smoke test
@@ -38,6 +38,7 @@ type options struct {
 	smallCount   int
 	hopRTT       time.Duration
 	out          string
+	json         string
 	kq           string
 	alts         multiFlag
 	methods      string
@@ -62,7 +63,8 @@ func parseFlags(args []string) options {
 	fs.IntVar(&o.bigSize, "big", 20_000_000, "bytes of the one large iopub message")
 	fs.IntVar(&o.smallCount, "small", 320, "number of 64 KiB iopub messages")
 	fs.DurationVar(&o.hopRTT, "hop-rtt", 50*time.Millisecond, "round-trip time added on the client-login link")
-	fs.StringVar(&o.out, "out", "", "directory for results.json, results.md and the charts")
+	fs.StringVar(&o.out, "out", "", "directory for results.md and the charts")
+	fs.StringVar(&o.json, "json", "", "file for every sample as JSON")
 	fs.StringVar(&o.kq, "kq", "", "kq binary to measure (default: build ./cmd/kq)")
 	fs.Var(&o.alts, "kq-alt", "LABEL=PATH: another kq binary measured beside it, e.g. an older commit (repeatable)")
 	fs.StringVar(&o.methods, "methods", "", "comma-separated subset of methods (default all)")
@@ -113,7 +115,7 @@ func benchMain(o options) (code int) {
 		return 1
 	}
 	report(os.Stdout, o, results, b.methodNames())
-	if o.out != "" {
+	if o.out != "" || o.json != "" {
 		if err := writeOutputs(o, b.machine, results, b.methodNames()); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			return 1

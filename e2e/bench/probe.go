@@ -31,8 +31,13 @@ type probe struct {
 	done  chan struct{}
 }
 
-// errProbe is an answer of the probe that reports a failure.
-var errProbe = errors.New("probe")
+// errProbe is an answer of the probe that reports a failure;
+// errProbeStuck one that never came (the probe's state is then unknown,
+// and the benchmark stops).
+var (
+	errProbe      = errors.New("probe")
+	errProbeStuck = errors.New("probe stuck")
+)
 
 func startProbe(t *runner, dir string) *probe {
 	path := filepath.Join(dir, "probe.py")
@@ -80,7 +85,7 @@ func (p *probe) read() (map[string]any, error) {
 	select {
 	case l, ok := <-p.lines:
 		if !ok {
-			return nil, fmt.Errorf("%w: exited", errProbe)
+			return nil, fmt.Errorf("%w: exited", errProbeStuck)
 		}
 		var m map[string]any
 		if err := json.Unmarshal(l, &m); err != nil {
@@ -91,7 +96,7 @@ func (p *probe) read() (map[string]any, error) {
 		}
 		return m, nil
 	case <-time.After(probeTimeout):
-		return nil, fmt.Errorf("%w: no answer in %s", errProbe, probeTimeout)
+		return nil, fmt.Errorf("%w: no answer in %s", errProbeStuck, probeTimeout)
 	}
 }
 

@@ -31,8 +31,9 @@ type hostStanza struct {
 }
 
 // writeSSHConfig writes an ssh_config of the stanzas and a known_hosts
-// with the given lines; every host is checked, nothing ever prompts, no
-// connection is shared (each method pays its own connections).
+// with the given lines; every host is checked, nothing ever prompts or
+// waits for a dead host for more than 10 s, no connection is shared (each
+// method pays its own connections).
 func writeSSHConfig(dir, name string, hosts []hostStanza, knownHosts []string) string {
 	var b strings.Builder
 	kh := filepath.Join(dir, name+".known_hosts")
@@ -44,7 +45,7 @@ func writeSSHConfig(dir, name string, hosts []hostStanza, knownHosts []string) s
 		}
 	}
 	fmt.Fprintf(&b, "Host *\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n"+
-		"  BatchMode yes\n  UpdateHostKeys no\n  ControlMaster no\n  ControlPath none\n", kh)
+		"  BatchMode yes\n  ConnectTimeout 10\n  UpdateHostKeys no\n  ControlMaster no\n  ControlPath none\n", kh)
 	mustWrite(kh, strings.Join(knownHosts, "\n")+"\n")
 	path := filepath.Join(dir, name+".ssh_config")
 	mustWrite(path, b.String())
