@@ -221,10 +221,10 @@ func relay(a, b net.Conn) {
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
-		_, _ = io.Copy(b, a)
+		_, _ = copyConn(b, a)
 		closeWrite(b)
 	}()
-	_, _ = io.Copy(a, b)
+	_, _ = copyConn(a, b)
 	closeWrite(a)
 	var closed <-chan struct{}
 	if cc, ok := b.(interface{ Closed() <-chan struct{} }); ok {
@@ -238,6 +238,25 @@ func relay(a, b net.Conn) {
 	}
 	a.Close()
 	b.Close()
+}
+
+// copyBufSize is the relay's copy buffer. An SSH channel hands over every
+// packet already received in one Read (x/crypto's packets are 32 KiB at
+// most), so a large buffer turns several packets into one write to the
+// local socket, and one read of a local burst feeds several packets:
+// fewer system calls per byte than io.Copy's 32 KiB.
+const copyBufSize = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copyConn copies src to dst through a pooled copyBufSize buffer. The
+// plain Reader and Writer hide the connections' ReadFrom and WriteTo,
+// which would copy through their own 32 KiB buffer (Linux can splice
+// only between sockets and files, never into an SSH channel).
+func copyConn(dst io.Writer, src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
 }
 
 func closeWrite(c net.Conn) {

@@ -79,7 +79,7 @@ func applyAlgorithms(cfg *ssh.ClientConfig, s profiles.SSHSettings, known []stri
 		return out
 	}
 	cfg.KeyExchanges = pick("KexAlgorithms", s.KexAlgorithms, impl.KeyExchanges)
-	cfg.Ciphers = pick("Ciphers", s.Ciphers, impl.Ciphers)
+	cfg.Ciphers = pick("Ciphers", cipherPreference(s.Ciphers, hasAESHardware()), impl.Ciphers)
 	cfg.MACs = pick("MACs", s.MACs, impl.MACs)
 	cfg.HostKeyAlgorithms = known
 	if policy := pick("HostKeyAlgorithms", s.HostKeyAlgorithms, impl.HostKeys); policy != nil {

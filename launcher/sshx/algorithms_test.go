@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,14 +26,16 @@ func TestApplyAlgorithms(t *testing.T) {
 		hostKey []string
 		errWith string // "" means no error
 	}{
-		{name: "defaults", known: []string{"ssh-ed25519"}, hostKey: []string{"ssh-ed25519"}},
+		{name: "defaults", known: []string{"ssh-ed25519"}, hostKey: []string{"ssh-ed25519"}, ciphers: fastCiphers(hasAESHardware())},
+		{name: "ssh -G default list is no preference", s: profiles.SSHSettings{Ciphers: openSSHDefaultCiphers},
+			ciphers: fastCiphers(hasAESHardware())},
 		{name: "policy cut to x/crypto", s: profiles.SSHSettings{Ciphers: []string{"chacha20-poly1305@openssh.com", "aes128-cbc", "no-such"}},
 			ciphers: []string{"chacha20-poly1305@openssh.com", "aes128-cbc"}},
 		{name: "nothing implemented", s: profiles.SSHSettings{Ciphers: []string{"blowfish-cbc", "no-such"}}, errWith: "Ciphers blowfish-cbc,no-such"},
 		{name: "known within policy", s: profiles.SSHSettings{HostKeyAlgorithms: []string{"ecdsa-sha2-nistp256", "ssh-ed25519", "rsa-sha2-256"}},
-			known: []string{"rsa-sha2-256", "ssh-ed25519"}, hostKey: []string{"ssh-ed25519", "rsa-sha2-256"}},
+			known: []string{"rsa-sha2-256", "ssh-ed25519"}, hostKey: []string{"ssh-ed25519", "rsa-sha2-256"}, ciphers: fastCiphers(hasAESHardware())},
 		{name: "known outside policy", s: profiles.SSHSettings{HostKeyAlgorithms: []string{"ecdsa-sha2-nistp256"}},
-			known: []string{"ssh-ed25519"}, hostKey: []string{"ecdsa-sha2-nistp256"}},
+			known: []string{"ssh-ed25519"}, hostKey: []string{"ecdsa-sha2-nistp256"}, ciphers: fastCiphers(hasAESHardware())},
 		{name: "host key policy empty", s: profiles.SSHSettings{HostKeyAlgorithms: []string{"sk-ssh-ed25519@openssh.com"}}, errWith: "HostKeyAlgorithms"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -51,6 +54,35 @@ func TestApplyAlgorithms(t *testing.T) {
 				t.Fatalf("ciphers %v host keys %v", cfg.Ciphers, cfg.HostKeyAlgorithms)
 			}
 		})
+	}
+}
+
+// TestCipherPreference: with no Ciphers in the config (nil, or OpenSSH's
+// default list as ssh -G prints it) kq offers AES-GCM first where the CPU
+// has AES instructions and ChaCha20-Poly1305 first where it has not, always
+// within OpenSSH's default set; a list the config names keeps its order.
+func TestCipherPreference(t *testing.T) {
+	for _, hw := range []bool{true, false} {
+		for _, configured := range [][]string{nil, openSSHDefaultCiphers} {
+			got := cipherPreference(configured, hw)
+			want := ssh.CipherChaCha20Poly1305
+			if hw {
+				want = ssh.CipherAES128GCM
+			}
+			if got[0] != want {
+				t.Errorf("aes hardware %v, configured %v: first %s, want %s", hw, configured, got[0], want)
+			}
+			a, b := slices.Clone(got), slices.Clone(openSSHDefaultCiphers)
+			slices.Sort(a)
+			slices.Sort(b)
+			if !slices.Equal(a, b) {
+				t.Errorf("preference %v is not OpenSSH's default set %v", got, openSSHDefaultCiphers)
+			}
+		}
+		named := []string{ssh.CipherAES128CTR, ssh.CipherChaCha20Poly1305}
+		if got := cipherPreference(named, hw); !slices.Equal(got, named) {
+			t.Errorf("named list reordered: %v", got)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package sshx
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -25,8 +26,11 @@ func dialTCP(ctx context.Context, s profiles.SSHSettings, timeout time.Duration)
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		c, err := d.DialContext(actx, network, s.Address())
 		cancel()
-		if err == nil || i >= attempts || ctx.Err() != nil {
-			return c, err
+		if err == nil {
+			return newReadBuffered(c), nil
+		}
+		if i >= attempts || ctx.Err() != nil {
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
@@ -60,3 +64,23 @@ func tcpDialer(ctx context.Context, s profiles.SSHSettings) (*net.Dialer, string
 	d.LocalAddr = &net.TCPAddr{IP: ip}
 	return d, network, nil
 }
+
+// readBufferSize is the read buffer under x/crypto's transport. x/crypto
+// reads each packet through a 4 KiB bufio.Reader, so a 32 KiB packet
+// costs several read system calls; with this buffer beneath it, one read
+// takes in every packet the socket holds (up to 256 KiB) while output
+// streams, and the rest are memory copies.
+const readBufferSize = 256 << 10
+
+// readBuffered is a connection whose reads go through a large buffer;
+// everything else is the connection's own.
+type readBuffered struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newReadBuffered(c net.Conn) net.Conn {
+	return &readBuffered{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
+}
+
+func (c *readBuffered) Read(p []byte) (int, error) { return c.r.Read(p) }

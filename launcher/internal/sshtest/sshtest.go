@@ -7,7 +7,9 @@ package sshtest
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -23,6 +25,8 @@ type Server struct {
 	// Channel decides each channel open; nil holds every one, never
 	// accepted nor rejected, like the far end of a dead link.
 	Channel func(ssh.NewChannel)
+	// Ciphers, when set, is the only cipher list of both sides.
+	Ciphers []string
 }
 
 // Dead is a connection to a server that completes the handshake and then
@@ -52,6 +56,7 @@ func Connect(t testing.TB, s Server) *ssh.Client {
 		t.Fatal(err)
 	}
 	cfg := &ssh.ServerConfig{NoClientAuth: true}
+	cfg.Ciphers = s.Ciphers
 	cfg.AddHostKey(hostSigner)
 	cConn, sConn := pipe(t)
 	var wg sync.WaitGroup
@@ -60,8 +65,9 @@ func Connect(t testing.TB, s Server) *ssh.Client {
 		defer wg.Done()
 		serve(sConn, cfg, s)
 	}()
-	c, chans, reqs, err := ssh.NewClientConn(cConn, "sshtest", &ssh.ClientConfig{User: "u",
-		HostKeyCallback: ssh.FixedHostKey(hostSigner.PublicKey())})
+	ccfg := &ssh.ClientConfig{User: "u", HostKeyCallback: ssh.FixedHostKey(hostSigner.PublicKey())}
+	ccfg.Ciphers = s.Ciphers
+	c, chans, reqs, err := ssh.NewClientConn(cConn, "sshtest", ccfg)
 	if err != nil {
 		sConn.Close()
 		wg.Wait()
@@ -118,4 +124,48 @@ func serve(conn net.Conn, cfg *ssh.ServerConfig, s Server) {
 		}
 	}
 	wg.Wait()
+}
+
+// DirectTCPIP serves a direct-tcpip channel open as sshd does (run it in
+// a goroutine of its own from Server.Channel): it dials
+// the address asked for and relays both ways, passing EOF on, until both
+// ends are done; an open it cannot dial is rejected as ssh.ConnectionFailed.
+// Other channel types are rejected as ssh.UnknownChannelType.
+func DirectTCPIP(nc ssh.NewChannel) {
+	if nc.ChannelType() != "direct-tcpip" {
+		_ = nc.Reject(ssh.UnknownChannelType, nc.ChannelType())
+		return
+	}
+	var p struct {
+		Addr     string
+		Port     uint32
+		OrigAddr string
+		OrigPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	conn, err := net.Dial("tcp", net.JoinHostPort(p.Addr, strconv.Itoa(int(p.Port))))
+	if err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(ch, conn)
+		_ = ch.CloseWrite()
+	}()
+	_, _ = io.Copy(conn, ch)
+	_ = conn.(*net.TCPConn).CloseWrite()
+	<-done
+	ch.Close()
+	conn.Close()
 }
