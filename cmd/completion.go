@@ -125,15 +125,8 @@ func kernelCandidates(f *Factory, flags *pflag.FlagSet, profile string, given []
 	if err != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(f.Ctx, kernelCompletionWithin)
+	ctx, cancel := f.cancelOnSignal(context.WithTimeout(f.Ctx, kernelCompletionWithin))
 	defer cancel()
-	go func() {
-		select {
-		case <-f.Signals:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	entries, err := launcher.List(ctx, launcher.Options{Profile: p, Stdin: strings.NewReader(""),
 		Stdout: io.Discard, Stderr: io.Discard, Quiet: true, NoPrompt: true, Warn: func(string, ...any) {}})
 	if err != nil {

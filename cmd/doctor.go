@@ -65,15 +65,8 @@ error, 130 when interrupted.`,
 // (the report said it all).
 func runDoctor(o *DoctorOptions) error {
 	f := o.Factory
-	ctx, cancel := context.WithCancel(f.Ctx)
+	ctx, cancel := f.cancelOnSignal(context.WithCancel(f.Ctx))
 	defer cancel()
-	go func() {
-		select {
-		case <-f.Signals:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	r := &launcher.DoctorReport{W: f.IO.Out, Verbose: f.Verbose}
 	t0 := time.Now()
 	lo, err := f.LauncherOptions(o.Profile, o.Flags)

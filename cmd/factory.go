@@ -102,8 +102,14 @@ func (f *Factory) shortOp(name string, flags *pflag.FlagSet, fn func(context.Con
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(f.Ctx)
+	ctx, cancel := f.cancelOnSignal(context.WithCancel(f.Ctx))
 	defer cancel()
+	return fn(ctx, o)
+}
+
+// cancelOnSignal makes the first signal cancel ctx (a command with no
+// frontend to hand Ctrl-C to); it takes context.WithCancel's results.
+func (f *Factory) cancelOnSignal(ctx context.Context, cancel context.CancelFunc) (context.Context, context.CancelFunc) {
 	go func() {
 		select {
 		case <-f.Signals:
@@ -111,7 +117,7 @@ func (f *Factory) shortOp(name string, flags *pflag.FlagSet, fn func(context.Con
 		case <-ctx.Done():
 		}
 	}()
-	return fn(ctx, o)
+	return ctx, cancel
 }
 
 // addSettingFlags declares the flags of settings, named, typed and

@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/kq-dev/kq/launcher/remote"
@@ -16,9 +17,9 @@ import (
 // why kq would reach the wrong machine before it does.
 func Plan(ctx context.Context, o Options) (string, error) {
 	p := o.Profile
-	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
+	hops, err := resolveHops(ctx, o, reporter{w: io.Discard, quiet: true})
 	if err != nil {
-		return "", withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
+		return "", err
 	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -50,10 +51,9 @@ func Plan(ctx context.Context, o Options) (string, error) {
 // ssh settings (user, address, port, identity files, known_hosts and where
 // they came from), as --dry-run does, without connecting.
 func DescribeHops(ctx context.Context, o Options) (string, error) {
-	p := o.Profile
-	hops, err := o.Resolver.ResolveChain(ctx, p.Host, p.Jump, p.SSHConfig)
+	hops, err := resolveHops(ctx, o, reporter{w: io.Discard, quiet: true})
 	if err != nil {
-		return "", withKind(ErrUsage, "", fmt.Errorf("resolve host %q: %w", p.Host, err))
+		return "", err
 	}
 	var b strings.Builder
 	planHops(func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }, hops)
