@@ -460,10 +460,24 @@ func (r *run) endAll() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, pid := range sshdtest.ProcessesMatching(r.b.dir) {
-		if strings.Contains(cmdline(pid), "ipykernel_launcher") {
+		if c := cmdline(pid); strings.Contains(c, "ipykernel_launcher") && !isSpare(c) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// isSpare says a kernel's command line is a warm spare's (its connection
+// file has a .spare marker beside it): kq keeps it for the next warm run,
+// and the benchmark's last clean-up ends it.
+func isSpare(cmdline string) bool {
+	f := strings.Fields(cmdline)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "-f" {
+			_, err := os.Stat(strings.TrimSuffix(f[i+1], ".json") + ".spare")
+			return err == nil
+		}
+	}
+	return false
 }
 
 // cmdline is a process's command line, "" once it is gone.
