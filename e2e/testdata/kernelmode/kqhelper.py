@@ -85,6 +85,19 @@ def run(kc, code, timeout=60, interrupt=None):
     return reply, "".join(out), errors, round(time.time() - t0, 3)
 
 
+def run_after_error(kc, code):
+    """run, for the first cell after one that failed: ipykernel aborts the
+    requests it gets while it still clears its queue after an error
+    (stop_on_error), and a fast enough transport delivers the next cell in
+    that window, so an "aborted" reply is run again, as a user would."""
+    for _ in range(5):
+        reply, out, errors, secs = run(kc, code)
+        if reply["status"] != "aborted":
+            break
+        time.sleep(0.2)
+    return reply, out, errors, secs
+
+
 def ports_of(info):
     return [int(info[k]) for k in PORT_NAMES]
 
@@ -122,7 +135,7 @@ def km_scenario():
     reply, out, errors, secs = run(kc, "import time; time.sleep(60); print('slept')", timeout=30,
                                    interrupt=km.interrupt_kernel)
     alive = km.is_alive()
-    reply2, out2, errors2, _ = run(kc, "print(kq_state)")
+    reply2, out2, errors2, _ = run_after_error(kc, "print(kq_state)")
     step("interrupted", status=reply["status"], ename=reply.get("ename", ""), errors=errors, out=out,
          secs=secs, kq_alive=alive, after=out2.strip(), after_status=reply2["status"], after_errors=errors2,
          kq_pid=km.provisioner.process.pid)
@@ -270,7 +283,7 @@ def vscode_scenario():
     reply, out, errors, secs = run(v.kc, "import time; time.sleep(60); print('slept')", timeout=30,
                                    interrupt=v.interrupt)
     alive = v.proc.poll() is None
-    _, after, _, _ = run(v.kc, "print(kq_state)")
+    _, after, _, _ = run_after_error(v.kc, "print(kq_state)")
     step("interrupted", status=reply["status"], ename=reply.get("ename", ""), errors=errors, secs=secs,
          kq_alive=alive, after=after.strip())
 
