@@ -84,7 +84,7 @@ func profileCandidates(f *Factory, flags *pflag.FlagSet, prefix string) []cobra.
 		}
 		add(name, desc)
 	}
-	for _, alias := range (profiles.SSHResolver{}).HostAliases(completionSSHConfig(file, flags)) {
+	for _, alias := range (profiles.SSHResolver{}).HostAliases(targetSSHConfig(file, flags)) {
 		add(alias, "ssh config host")
 	}
 	return out
@@ -102,10 +102,10 @@ func quietConfig(f *Factory) *config.File {
 	return file
 }
 
-// completionSSHConfig is the ssh config a session (and zero config's
+// targetSSHConfig is the ssh config a session (and zero config's
 // alias check) would read for a host that is not a profile: -F/--ssh-config, else KQ_SSH_CONFIG, else the
 // config's defaults:, else "" (the user's and the system's).
-func completionSSHConfig(file *config.File, flags *pflag.FlagSet) string {
+func targetSSHConfig(file *config.File, flags *pflag.FlagSet) string {
 	ov, err := config.OverrideLayer(flags)
 	if err == nil && ov.SSHConfig != nil {
 		return *ov.SSHConfig

@@ -70,5 +70,5 @@ func looksLikeHost(name string) bool {
 // config the target would be resolved with (patterns with wildcards or
 // negations are not aliases).
 func isSSHAlias(name string, file *config.File, flags *pflag.FlagSet) bool {
-	return slices.Contains((profiles.SSHResolver{}).HostAliases(completionSSHConfig(file, flags)), name)
+	return slices.Contains((profiles.SSHResolver{}).HostAliases(targetSSHConfig(file, flags)), name)
 }
