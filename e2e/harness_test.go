@@ -237,7 +237,7 @@ func (e *env) start(args []string, extraEnv ...string) *run {
 	e.t.Helper()
 	full := append([]string{"--config", e.configFile}, args...)
 	cmd := exec.Command(kqBin, full...)
-	cmd.Env = append(cleanEnv(), "JUPYTER_RUNTIME_DIR="+e.localRT)
+	cmd.Env = append(cleanEnv(), "JUPYTER_RUNTIME_DIR="+e.localRT, "XDG_CACHE_HOME="+filepath.Join(e.dir, "cache"))
 	cmd.Env = append(cmd.Env, e.extraEnv...)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	return startRun(e.t, cmd, 100)

@@ -52,9 +52,12 @@ type kernel struct {
 	target string
 	// rt and id locate a kq kernel's files on the host; "" for others.
 	rt, id string
-	// acked: it answered shutdown_request at the teardown, so it gets a
+	// acked: it was sent shutdown_request at the teardown, so it gets a
 	// grace period to exit by itself before it is signalled.
 	acked bool
+	// stopping, when set, delivers the end of the stop begun beside
+	// shutdown_request.
+	stopping chan error
 }
 
 type session struct {
@@ -68,6 +71,10 @@ type session struct {
 	k    *kernel            // set once the kernel runs
 	fw   *forward.Forwarder // set once the ports are forwarded
 	job  *jobState          // a scheduler profile's batch job (slurm.go)
+	// spec is the kernel this session started (or claimed); pending is
+	// the hold on a claimed spare while it is taken (claim.go).
+	spec    *remote.KernelSpec
+	pending *pendingHold
 	// forwarding is the forwarding probe's outcome (probe), waited for
 	// before the first remote command; nil before the probe.
 	forwarding func() error
@@ -121,7 +128,10 @@ func (s *session) unwindTo(n int) error {
 	var errs []error
 	for i := len(s.teardown) - 1; i >= n; i-- {
 		st := s.teardown[i]
-		if err := st.fn(); err != nil {
+		t0 := time.Now()
+		err := st.fn()
+		s.log.detail("teardown: %s in %s", st.name, since(t0))
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
 		}
 	}
@@ -180,6 +190,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	stopEarly()
 	s.deathGrace = frontendQuitGrace
 	s.startMonitor(ctx, cancel)
+	s.rememberNextSpare(ctx) // warm: 1, for the next session's claim
 	return s.runFrontend(ctx, localPath, front)
 }
 

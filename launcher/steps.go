@@ -137,6 +137,9 @@ func (s *session) startKernel(ctx context.Context, host profiles.SSHSettings) er
 	if err != nil {
 		return err
 	}
+	if s.k != nil { // a remembered spare, claimed in the kernel
+		return nil
+	}
 	if k.info, err = connfile.Parse(data); err != nil {
 		hint := ""
 		if s.ownsKernel() {
@@ -181,6 +184,10 @@ func (s *session) start(ctx context.Context, host profiles.SSHSettings, k *kerne
 	spec.Preset, spec.Owner = s.preset, s.owner
 	if err := s.addJob(&spec); err != nil {
 		return nil, "", err
+	}
+	s.spec = &spec
+	if s.claimable(spec) && s.claimSpare(ctx, host, spec) {
+		return nil, "", nil
 	}
 	s.log.detail("remote: %s on %s, op start (kq's program on its stdin)", remote.Command, host.Alias)
 	s.log.status("starting the kernel on %s, waiting for its connection file", host.Alias)
@@ -255,7 +262,12 @@ func (s *session) hold(h *remote.Hold, k *kernel) {
 	s.cur.Store(&l)
 	switch {
 	case s.ownsKernel():
-		s.push("stop kernel", func() error { return s.letGo(s.stopKernel(k)) })
+		s.push("stop kernel", func() error {
+			if k.stopping != nil { // begun beside shutdown_request
+				return <-k.stopping
+			}
+			return s.letGo(s.stopKernel(k))
+		})
 	case s.kept():
 		s.push("leave kernel running", func() error { return s.letGo(s.keep) })
 	default:
@@ -317,6 +329,24 @@ func (s *session) keep(h *remote.Hold) error {
 // (design step 5) and registers shutdown_request, which goes through them.
 func (s *session) forwardPorts(ctx context.Context) error {
 	t0 := time.Now()
+	if s.fw == nil { // a claimed spare's are there already
+		if err := s.listen(); err != nil {
+			return err
+		}
+	}
+	if s.ownsKernel() {
+		s.push("shutdown_request", func() error { s.shutdown(ctx); return nil })
+	}
+	var shown []string
+	for _, f := range s.fw.Forwards() {
+		shown = append(shown, fmt.Sprintf("%s %d→%s", strings.TrimSuffix(f.Name, "_port"), f.Local.Port, f.Remote))
+	}
+	s.log.step("forwarded %d ports in %s (%s)", len(shown), since(t0), strings.Join(shown, ", "))
+	return nil
+}
+
+// listen binds the local listeners for the kernel's ports.
+func (s *session) listen() error {
 	var targets []forward.Target
 	for _, port := range s.k.info.Ports() {
 		targets = append(targets, forward.Target{Name: port.Name, Host: s.k.target, Port: port.Number})
@@ -330,14 +360,6 @@ func (s *session) forwardPorts(ctx context.Context) error {
 		s.linkDeadAtEnd() // a dead link is closed first: relays on it end at once
 		return fw.Close()
 	})
-	if s.ownsKernel() {
-		s.push("shutdown_request", func() error { s.shutdown(ctx); return nil })
-	}
-	var shown []string
-	for _, f := range fw.Forwards() {
-		shown = append(shown, fmt.Sprintf("%s %d→%s", strings.TrimSuffix(f.Name, "_port"), f.Local.Port, f.Remote))
-	}
-	s.log.step("forwarded %d ports in %s (%s)", len(targets), since(t0), strings.Join(shown, ", "))
 	return nil
 }
 
@@ -351,18 +373,26 @@ func (s *session) localPort(name string) int {
 	return 0
 }
 
-// shutdown asks the kernel to shut down on its control channel, and
-// remembers whether it agreed.
+// shutdown asks the kernel to shut down on its control channel. The hold
+// is told to stop the kernel at the same moment, not after the reply: the
+// server's side waits for the kernel to exit (shutdownTimeout, as long as
+// the reply may take) before it signals the process group, so one round
+// trip less ends the session.
 func (s *session) shutdown(ctx context.Context) {
 	if errors.Is(context.Cause(ctx), errKernelDied) || s.linkDeadAtEnd() {
 		return // nobody to ask, or no way to ask
 	}
+	k := s.k
+	k.acked = true // the server's side waits for it to take effect
+	if h := s.now().hold; h != nil {
+		k.stopping = make(chan error, 1)
+		go func() { k.stopping <- s.letGo(s.stopKernel(k)) }()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	err := wire.Shutdown(sctx, fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("control_port")), []byte(s.k.info.Key))
-	s.k.acked = err == nil
+	err := wire.Shutdown(sctx, fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("control_port")), []byte(k.info.Key))
 	if err != nil {
-		s.log.detail("shutdown_request not answered (%v); the kernel's process group is signalled instead", err)
+		s.log.detail("shutdown_request not answered (%v); the kernel's process group is signalled once it has not exited", err)
 	}
 }
 
@@ -409,6 +439,10 @@ func (s *session) writeLocalFile() (string, error) {
 // forward, a kernel that exited, or a kernel that is up but silent.
 func (s *session) readyCheck(ctx context.Context, host, localPath string) error {
 	t0 := time.Now()
+	if s.pending != nil {
+		s.log.step("ready: the claim was answered: %s", localPath)
+		return nil // the claim's execute_reply came through these ports, signed
+	}
 	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
 	defer rcancel()
 	var ended <-chan struct{} // a kq kernel that dies ends the wait at once
@@ -471,6 +505,12 @@ func (s *session) startMonitor(ctx context.Context, cancel context.CancelCauseFu
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if _, err := s.awaitHold(mctx); err != nil { // a claimed spare's
+			if mctx.Err() == nil {
+				cancel(err)
+			}
+			return
+		}
 		s.monitor(mctx, cancel)
 	}()
 	s.push("stop monitoring", func() error {

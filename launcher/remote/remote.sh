@@ -112,7 +112,21 @@ alive() {
   p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p" || return 1
   s=$(started); [ -z "$s" ] || [ "$(stamp "$p")" = "$s" ]
 }
-waitgone() { j=0; while alive && [ "$j" -lt "$1" ]; do sleep 0.1; j=$((j+1)); done; }
+# waitgone waits up to $1 tenths of a second for the kernel to exit: woken
+# by the exit itself where inotifywait is (the kernel's stdout and stderr,
+# its log, are closed then), and every tenth of a second in any case (a
+# child the kernel left may keep the log open).
+waitgone() {
+  alive || return 0
+  j=0; iw=; tk=
+  wake_on "$log" 0.1 -e close_write || iw=
+  while alive && [ "$j" -lt "$1" ]; do
+    if [ -z "$iw" ]; then sleep 0.1; j=$((j+1))
+    elif read -r woke <&3; then [ "$woke" = t ] && j=$((j+1))
+    else sleep 0.1; j=$((j+1)); fi
+  done
+  stop_waking
+}
 # The kernel runs in its own process group (setsid): signal all of it,
 # and only after checking the pid is still the kernel's.
 signal_kernel() {
@@ -215,7 +229,9 @@ hold() {
         finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
-      sleep 1
+      # Not on the session's stdout: killed with the ticker, the subshell
+      # lets go of it at once, and the session's end waits for nobody.
+      sleep 1 >/dev/null 2>&1
     done
   ) &
   ticker=$!
@@ -271,27 +287,35 @@ json_ready() {
   rm -f "$f.new"; return 1
 }
 
-# wake_on_changes makes fd 3 deliver a line whenever a file in the runtime
-# dir is written, closed after writing or moved there (inotifywait, where
-# the server has inotify-tools), and once a second regardless, so the wait
-# for the connection file is woken by the kernel's own write instead of
-# polling. Without inotifywait it returns 1 and the wait polls.
+# wake_on TARGET TICK EVENTS... makes fd 3 deliver a line "x" whenever
+# inotifywait sees one of EVENTS on TARGET (a file, or a dir's files), and
+# "t" every TICK seconds regardless, so that a wait is woken by the change
+# it waits for instead of polling (inotifywait, where the server has
+# inotify-tools). It returns once the watch is established (or the first
+# tick has come), so no change after it is missed. Without inotifywait it
+# returns 1 and the caller polls.
 # No open of the fifo blocks: this shell opens it read-write (fd 3), the
 # helpers get a write-only copy (fd 4, closed here) and no read end, so
 # once fd 3 is gone (this shell ended, however) their next write fails and
 # the ticker ends inotifywait and itself. The name is removed at once.
-wake_on_changes() {
+wake_on() {
   [ "$inotify" = 1 ] && command -v inotifywait >/dev/null 2>&1 || return 1
-  ev="$base.ev"; rm -f "$ev"; mkfifo "$ev" 2>/dev/null || return 1
+  target=$1; tick=$2; shift 2
+  ev=$(mktemp -u "$base.ev.XXXXXX" 2>/dev/null) && mkfifo "$ev" 2>/dev/null || return 1
   if ! ( exec 3<> "$ev" ) 2>/dev/null; then rm -f "$ev"; return 1; fi
   exec 3<> "$ev"
   exec 4> "$ev"
   rm -f "$ev"
-  inotifywait -m -q -e close_write -e moved_to -e modify --format x "$rt" 2>/dev/null >&4 3<&- &
+  inotifywait -m "$@" --format x "$target" >&4 2>&4 3<&- &
   iw=$!
-  ( trap '' PIPE; while sleep 1; do say t 2>/dev/null || break; done; kill "$iw" 2>/dev/null ) 2>/dev/null >&4 3<&- &
+  ( trap '' PIPE; while sleep "$tick"; do say t 2>/dev/null || break; done; kill "$iw" 2>/dev/null ) 2>/dev/null >&4 3<&- &
   tk=$!
   exec 4>&-
+  n=0
+  while [ "$n" -lt 5 ] && read -r woke <&3; do
+    case $woke in "Watches established"*|t) break;; esac
+    n=$((n+1))
+  done
 }
 stop_waking() { [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }; }
 
@@ -300,7 +324,8 @@ stop_waking() { [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }
 wait_json() {
   i=0; iw=; tk=
   trap 'stop_waking; exit 1' TERM
-  wake_on_changes || iw=
+  # Woken by a write, a close after writing or a rename in the runtime dir.
+  wake_on "$rt" 1 -e close_write -e moved_to -e modify || iw=
   while ! json_ready; do
     if ! alive; then
       stop_waking
@@ -311,7 +336,7 @@ wait_json() {
     fi
     # In tenths of a second: the ticker's lines count ten, events none.
     if [ -z "$iw" ]; then sleep 0.1; i=$((i+1))
-    elif read -r woke <&3; then [ "$woke" = x ] || i=$((i+10))
+    elif read -r woke <&3; then [ "$woke" = t ] && i=$((i+10))
     else sleep 0.1; i=$((i+1)); fi
     if [ "${start_wait:-0}" -gt 0 ] && [ $i -gt "$start_wait" ]; then
       stop_waking
@@ -450,6 +475,44 @@ op_attach() {
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
   extra=
   hold
+}
+
+# op_claimed holds a spare that kq took in the kernel itself (warm: 1; its
+# own request created the hold file and removed the marker), like
+# op_attach, and starts the spare behind it.
+op_claimed() {
+  check_rt || exit 1
+  if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
+  say "KQ-FILE $f"; say "KQ-PID $(pid)"
+  say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
+  extra=
+  offer_spare
+  hold
+}
+
+# op_spare reports a spare of this flavor once it is up (its connection
+# file complete), for kq to remember for the next session's claim. It
+# waits for one at most start_wait tenths of a second, and no longer than
+# kq does: kq closing stdin (EOF) ends it at once.
+op_spare() {
+  check_rt || exit 1
+  find_spare &
+  finder=$!
+  read -r _ || :
+  kill "$finder" 2>/dev/null
+}
+find_spare() {
+  j=0
+  while [ "$j" -le "${start_wait:-0}" ]; do
+    for s in "$rt"/kernel-kq-*.spare; do
+      { [ -f "$s" ] && [ -O "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$flavor" ]; } || continue
+      i=${s##*/kernel-kq-}; set_files "${i%.spare}"; conn_json=; last=; last_start=
+      { [ -s "$f" ] && tail -c 2 "$f" | grep -q '}' && ! zero_ports && alive; } || continue
+      say "KQ-FILE $f"; say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END; say KQ-DONE; return 0
+    done
+    sleep 0.5 >/dev/null 2>&1; j=$((j+5))
+  done
+  say KQ-GONE
 }
 
 # op_stop stops a kq kernel, after `grace` tenths of a second for a

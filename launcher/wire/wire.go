@@ -273,6 +273,22 @@ func KernelInfo(ctx context.Context, shellEndpoint string, key []byte) (*Message
 	return reply, nil
 }
 
+// Execute runs code on shellEndpoint silently (no history, nothing
+// broadcast, no stdin) with userExpressions, and returns the execute_reply
+// once its status is ok.
+func Execute(ctx context.Context, shellEndpoint string, key []byte, code string, userExpressions map[string]any) (*Message, error) {
+	reply, err := Request(ctx, shellEndpoint, key, "execute_request", map[string]any{
+		"code": code, "silent": true, "store_history": false, "user_expressions": userExpressions,
+		"allow_stdin": false, "stop_on_error": false})
+	if err != nil {
+		return nil, fmt.Errorf("execute: %w", err)
+	}
+	if err := checkReply(reply, "execute_reply"); err != nil {
+		return nil, fmt.Errorf("execute on %s: %w", shellEndpoint, err)
+	}
+	return reply, nil
+}
+
 // Shutdown asks the kernel on controlEndpoint to exit (restart false) and
 // waits for its shutdown_reply. The control channel is used because it is
 // served even while the shell channel is busy running code. A nil error means
