@@ -112,6 +112,12 @@ alive() {
   p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p" || return 1
   s=$(started); [ -z "$s" ] || [ "$(stamp "$p")" = "$s" ]
 }
+# snooze sleeps $1 seconds in a child that holds none of the session's
+# output (so sshd never waits for it) and that end_snooze, called from a TERM
+# trap, ends with its shell: a stopped session leaves no sleep behind.
+snooze() { sleep "$1" >/dev/null 2>&1 & napper=$!; wait "$napper"; napper=; }
+end_snooze() { [ -z "${napper:-}" ] || kill "$napper" 2>/dev/null; }
+
 # waitgone waits up to $1 tenths of a second for the kernel to exit: woken
 # by the exit itself where inotifywait is (the kernel's stdout and stderr,
 # its log, are closed then), and every tenth of a second in any case (a
@@ -181,9 +187,10 @@ cap_log() {
 # the kernel is gone, however it went.
 watchdog() {
   idle=0
+  trap 'end_snooze; exit 0' TERM # finish ends it: its snooze goes with it
   while :; do
     last=$(pid); last_start=$(started)
-    sleep 2
+    snooze 2
     cap_log
     [ -e "$restarting" ] && continue
     alive || break
@@ -207,6 +214,7 @@ hold() {
   : > "$hold"
   (
     sent=
+    trap 'end_snooze; exit 0' TERM # end_helpers ends it: its snooze goes with it
     while :; do
       relay_sched
       # A dead kernel ends the whole session ($$ is the hold shell), even
@@ -229,9 +237,7 @@ hold() {
         finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
-      # Not on the session's stdout: killed with the ticker, the subshell
-      # lets go of it at once, and the session's end waits for nobody.
-      sleep 1 >/dev/null 2>&1
+      snooze 1
     done
   ) &
   ticker=$!
