@@ -12,8 +12,9 @@ import (
 
 // TestBenchQuick: the benchmark command (e2e/bench) runs end to end in its
 // smoke mode on loopback: every method reaches a first cell, measures and
-// cleans up, and the table and charts are written. Timings are printed,
-// never checked.
+// cleans up, and the table and charts are written; its scale mode starts 4
+// kq sessions at once, all of which run their cell, and its footprint mode
+// streams 4 MiB through one. Timings are printed, never checked.
 func TestBenchQuick(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bench")
@@ -21,7 +22,8 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatalf("build bench: %v\n%s", err, out)
 	}
 	out := filepath.Join(dir, "out")
-	cmd := exec.CommandContext(contextFor(t, 3*time.Minute), bin, "-quick", "-scenarios", "loopback", "-kq", kqBin, "-out", out)
+	cmd := exec.CommandContext(contextFor(t, 5*time.Minute), bin, "-quick", "-scenarios", "loopback", "-kq", kqBin, "-out", out,
+		"-scale", "4", "-footprint", "4")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench -quick: %v\n%s", err, b)
@@ -31,7 +33,14 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("no row %q in:\n%s", m, b)
 		}
 	}
-	for _, f := range []string{"results.md", "first-cell.png", "throughput.png", "rtt-loopback.png"} {
+	// The scale table's row starts with the sessions and how many
+	// succeeded: all 4.
+	for _, m := range []string{"**scale: 4 kq sessions", "\n| 4 | 4 |", "**footprint: 4 MiB", "\n| kq | 1 |"} {
+		if !strings.Contains(string(b), m) {
+			t.Errorf("no %q in:\n%s", m, b)
+		}
+	}
+	for _, f := range []string{"results.md", "first-cell.png", "throughput.png", "rtt-loopback.png", "modes.md"} {
 		if _, err := exec.Command("test", "-s", filepath.Join(out, f)).CombinedOutput(); err != nil {
 			t.Errorf("%s not written", f)
 		}

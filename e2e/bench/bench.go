@@ -30,6 +30,9 @@ type bench struct {
 	notify    *net.UnixListener
 	machine   string
 	mu        sync.Mutex
+	kqBin     string    // the kq measured (-kq, or built)
+	scaleSc   *scenario // the scale mode's sshd (OpenSSH's default MaxStartups)
+	fpSc      *scenario // the footprint mode's: loopback
 }
 
 // sample is what one run measured. Times in seconds, RTTs in ms.
@@ -63,6 +66,7 @@ func setup(t *runner, o options) *bench {
 	if kq == "" {
 		kq = buildKQ(t, b.dir)
 	}
+	b.kqBin = kq
 	all := []*method{
 		{name: "floor", start: floorStart, ownsKernel: true, local: true},
 		{name: "manual", start: manualStart, ownsKernel: true},
@@ -84,7 +88,20 @@ func setup(t *runner, o options) *bench {
 		}
 	}
 	b.listenNotify()
-	for _, s := range strings.Split(o.scenarios, ",") {
+	b.setupScenarios()
+	b.writeKQConfig()
+	b.probe = startProbe(t, b.dir)
+	return b
+}
+
+// setupScenarios starts the scenarios the comparison and the modes need.
+func (b *bench) setupScenarios() {
+	t, o := b.t, b.o
+	scs := strings.Split(o.scenarios, ",")
+	if !o.compare {
+		scs = nil
+	}
+	for _, s := range scs {
 		switch s {
 		case "loopback":
 			b.scenarios = append(b.scenarios, loopback(t, b.dir))
@@ -94,9 +111,19 @@ func setup(t *runner, o options) *bench {
 			t.Fatalf("unknown scenario %q", s)
 		}
 	}
-	b.writeKQConfig()
-	b.probe = startProbe(t, b.dir)
-	return b
+	if o.footprint > 0 {
+		for _, sc := range b.scenarios {
+			if sc.name == "loopback" {
+				b.fpSc = sc
+			}
+		}
+		if b.fpSc == nil {
+			b.fpSc = loopback(t, b.dir)
+		}
+	}
+	if o.scale > 0 {
+		b.scaleSc = scaleLoopback(t, b.dir)
+	}
 }
 
 // cleanEnv is the environment without an agent or the user's Jupyter
@@ -121,7 +148,10 @@ func (b *bench) writeKQConfig() {
 		b.t.Fatalf("executable: %v", err)
 	}
 	profiles := map[string]any{}
-	for _, sc := range b.scenarios {
+	for _, sc := range append(slices.Clone(b.scenarios), b.fpSc, b.scaleSc) {
+		if sc == nil {
+			continue
+		}
 		profiles[sc.profile] = map[string]any{
 			"host": "server", "ssh_config": sc.sshConfig, "runtime_dir": sc.remoteRT, "kernel": kernelCmd,
 			"frontend": []string{self, notifyArg, b.notify.Addr().String(), "{connection_file}"},

@@ -10,6 +10,9 @@
 //
 //	go run ./e2e/bench            # full run (root: namespaces, sshd)
 //	go run ./e2e/bench -quick     # one small repetition, a smoke test
+//	go run ./e2e/bench -compare=false -scale 50 -footprint 100
+//	                              # only 50 sessions at once, and kq's memory
+//	                              # while 100 MiB of output streams through it
 //
 // It needs root, /usr/sbin/sshd and Debian's Jupyter (/usr/bin/python3),
 // no network beyond this machine, and removes everything it made (sshd,
@@ -46,6 +49,10 @@ type options struct {
 	quick        bool
 	verbose      bool
 	maxFailures  int
+	compare      bool // the interleaved comparison of the methods
+	scale        int  // sessions of the scale mode, 0: none
+	footprint    int  // MiB streamed in the footprint mode, 0: none
+	scaleHold    bool // hold sshd until every session's connection waits
 }
 
 // multiFlag is a repeatable flag.
@@ -72,6 +79,10 @@ func parseFlags(args []string) options {
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 1 repetition, no warm-up, small sizes")
 	fs.BoolVar(&o.verbose, "v", false, "log every run")
 	fs.IntVar(&o.maxFailures, "max-failures", 3, "give up after this many failed runs")
+	fs.BoolVar(&o.compare, "compare", true, "run the interleaved comparison of the methods (false: only -scale and -footprint)")
+	fs.IntVar(&o.scale, "scale", 0, "scale mode: start this many kq sessions at once on an sshd with OpenSSH's default MaxStartups")
+	fs.BoolVar(&o.scaleHold, "scale-hold", true, "scale mode: stop sshd until every session's TCP connection waits in its listen queue, so that all arrive at once")
+	fs.IntVar(&o.footprint, "footprint", 0, "footprint mode: stream this many MiB of iopub output through one session of each kq method, -reps times")
 	_ = fs.Parse(args)
 	if o.quick {
 		o.reps, o.warmup, o.rtts, o.bigSize, o.smallCount = 1, 0, 10, 2_000_000, 32
@@ -109,17 +120,23 @@ func benchMain(o options) (code int) {
 		}
 	}()
 	b := setup(t, o)
-	results, err := b.loop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-		return 1
-	}
-	report(os.Stdout, o, results, b.methodNames())
-	if o.out != "" || o.json != "" {
-		if err := writeOutputs(o, b.machine, results, b.methodNames()); err != nil {
+	if o.compare {
+		results, err := b.loop()
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			return 1
 		}
+		report(os.Stdout, o, results, b.methodNames())
+		if o.out != "" || o.json != "" {
+			if err := writeOutputs(o, b.machine, results, b.methodNames()); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				return 1
+			}
+		}
+	}
+	if err := b.modes(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
 	}
 	if t.Failed() {
 		return 1

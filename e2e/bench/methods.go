@@ -402,6 +402,7 @@ func (r *run) kqStop() error {
 		return nil
 	}
 	r.procIO()
+	hwm := peakRSS(r.kq.Process.Pid)
 	t := time.Now()
 	r.front.Close()
 	select {
@@ -412,7 +413,11 @@ func (r *run) kqStop() error {
 	r.marks["teardown"] = time.Since(t).Seconds()
 	ps := r.kq.ProcessState
 	r.marks["kq cpu"] = (ps.UserTime() + ps.SystemTime()).Seconds()
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+	// VmHWM before the frontend was let go: kq's own peak. wait4's
+	// ru_maxrss would also count the largest child kq reaped, and so
+	// show the frontend's when that was larger.
+	r.marks["kq rss"] = hwm
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok && hwm == 0 {
 		r.marks["kq rss"] = float64(ru.Maxrss) / 1024 // KiB to MiB
 	}
 	if !ps.Success() {

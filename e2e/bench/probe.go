@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -25,6 +26,7 @@ const probeTimeout = 150 * time.Second
 
 // probe is the warm measuring client (probe.py).
 type probe struct {
+	mu    sync.Mutex // one command at a time
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	lines chan []byte
@@ -100,8 +102,11 @@ func (p *probe) read() (map[string]any, error) {
 	}
 }
 
-// call sends one command and returns its answer.
+// call sends one command and returns its answer; calls from several
+// goroutines take turns.
 func (p *probe) call(cmd map[string]any) (map[string]any, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	b, _ := json.Marshal(cmd)
 	if _, err := p.in.Write(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("%w: %w", errProbe, err)

@@ -2,7 +2,7 @@
 # libzmq), started once and kept warm, so that its start-up is never part
 # of a method's time. It reads one JSON command per line on stdin and
 # answers with one JSON line on stdout. Every wait has a deadline.
-import json, os, sys, time
+import json, os, sys, threading, time
 
 import zmq
 from jupyter_client.connect import tunnel_to_kernel
@@ -170,6 +170,34 @@ def throughput(cmd):
     out({"seconds": dt, "bytes": nbytes})
 
 
+def stream(cmd):
+    """Like throughput, for more output than the kernel's iopub queue holds
+    (its PUB socket drops messages beyond 1000 queued for a slow reader):
+    count messages of size bytes in cells of at most batch messages, each
+    cell sent once the last message of the one before it has arrived.
+    Seconds from the first request to the last message."""
+    size, count, batch = cmd["size"], cmd["count"], cmd["batch"]
+    run_quiet("from IPython.display import display as _d; _blob = 'x' * %d" % size)
+    settle()
+    t0 = now()
+    got, nbytes = 0, 0
+    while got < count:
+        n = min(batch, count - got)
+        msg_id = kc.execute("for _i in range(%d): _d({'text/plain': _blob}, raw=True)" % n)
+        part, deadline = 0, now() + TIMEOUT
+        while part < n and now() < deadline:
+            r = iopub_frames(100)
+            if r and r[1].get("msg_id") == msg_id and r[0]["msg_type"] == "display_data":
+                part += 1
+                nbytes += r[2]
+        if part < n:
+            raise TimeoutError("got %d of %d messages" % (got + part, count))
+        got += n
+    dt = now() - t0
+    run_quiet("del _blob")
+    out({"seconds": dt, "bytes": nbytes})
+
+
 def close(cmd):
     """Shut the kernel down when asked (the methods without kq), then
     drop the client."""
@@ -183,7 +211,60 @@ def close(cmd):
     out({"ok": True})
 
 
-OPS = {"connect": connect, "rtt": rtt, "busy": busy, "throughput": throughput, "close": close}
+# The scale mode's first cells: one thread per session, each with its own
+# sockets, so that many sessions are measured at once while the main loop
+# goes on answering.
+cells_done = []
+cells_cv = threading.Condition()
+
+
+def one_cell(tag, cf, timeout):
+    """Connect to cf and run one cell; record when its execute_reply came."""
+    res = {"tag": tag}
+    try:
+        c = Client(json.load(open(cf)))
+        try:
+            msg_id = c.execute("import os", user_expressions={"pid": "os.getpid()"})
+            deadline = now() + timeout
+            while True:
+                if now() > deadline:
+                    raise TimeoutError("no execute_reply in %ss" % timeout)
+                if not c.shell.poll(100):
+                    continue
+                _, m = c.session.recv(c.shell, mode=0)
+                if m["parent_header"].get("msg_id") == msg_id:
+                    break
+            res["first"] = time.time()
+            res["pid"] = int(m["content"]["user_expressions"]["pid"]["data"]["text/plain"])
+        finally:
+            c.close()
+    except Exception as e:
+        res["error"] = "%s: %s" % (type(e).__name__, e)
+    with cells_cv:
+        cells_done.append(res)
+        cells_cv.notify_all()
+
+
+def cell_start(cmd):
+    """Start one session's first cell in a thread of its own; answer now."""
+    threading.Thread(target=one_cell, args=(cmd["tag"], cmd["cf"], cmd.get("timeout", TIMEOUT)), daemon=True).start()
+    out({"ok": True})
+
+
+def cells(cmd):
+    """The first cells finished since the last call, waiting at most
+    cmd["wait"] seconds for one."""
+    deadline = now() + cmd.get("wait", 0)
+    with cells_cv:
+        while not cells_done and now() < deadline:
+            cells_cv.wait(max(0.0, deadline - now()))
+        got = list(cells_done)
+        cells_done.clear()
+    out({"cells": got})
+
+
+OPS = {"connect": connect, "rtt": rtt, "busy": busy, "throughput": throughput, "close": close, "stream": stream,
+       "cell_start": cell_start, "cells": cells}
 
 out({"ready": True})
 for line in sys.stdin:

@@ -80,12 +80,26 @@ func sshWrapper(dir, config string) string {
 
 // loopback is an sshd on 127.0.0.1: the host is this machine.
 func loopback(t *runner, dir string) *scenario {
-	srv := sshdtest.Start(t, sshdtest.Options{})
-	sc := &scenario{name: "loopback", remoteRT: filepath.Join(dir, "lo-remote-rt"), profile: "bench-loopback",
+	return loopbackNamed(t, dir, "loopback", "lo", sshdtest.Options{})
+}
+
+// scaleLoopback is the scale mode's sshd on 127.0.0.1, with OpenSSH's
+// default MaxStartups (10:30:100: beyond 10 unauthenticated connections
+// it drops 30% of new ones, rising to all at 100), where sshdtest's
+// default (100) would let 50 sessions in without a drop.
+func scaleLoopback(t *runner, dir string) *scenario {
+	return loopbackNamed(t, dir, "scale", "scale", sshdtest.Options{ExtraConfig: []string{"MaxStartups 10:30:100"}})
+}
+
+// loopbackNamed is an sshd on 127.0.0.1 started with opts, as scenario
+// name; short names its files.
+func loopbackNamed(t *runner, dir, name, short string, opts sshdtest.Options) *scenario {
+	srv := sshdtest.Start(t, opts)
+	sc := &scenario{name: name, remoteRT: filepath.Join(dir, short+"-remote-rt"), profile: "bench-" + name,
 		sshds: []int{srv.PID}, hosts: []*sshdtest.Server{srv}}
-	sc.sshConfig = writeSSHConfig(dir, "loopback", []hostStanza{{alias: "server", hostName: srv.Host, port: srv.Port,
+	sc.sshConfig = writeSSHConfig(dir, name, []hostStanza{{alias: "server", hostName: srv.Host, port: srv.Port,
 		user: srv.User, key: srv.ClientKey}}, []string{srv.KnownHostsPattern() + " " + srv.HostKeyLine})
-	sc.binDir = sshWrapper(filepath.Join(dir, "lo"), sc.sshConfig)
+	sc.binDir = sshWrapper(filepath.Join(dir, short), sc.sshConfig)
 	return sc
 }
 
