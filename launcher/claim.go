@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -117,8 +118,8 @@ func (s *session) holdLater(sp remote.Spare, spec remote.KernelSpec) {
 	}()
 	k := s.k
 	s.push("stop kernel", func() error {
-		if h, err := s.awaitHold(context.Background()); h == nil || err != nil {
-			return nil // not held: the watchdog stops it after linger
+		if h, err := s.awaitHold(context.Background()); h == nil && (err == nil || s.now().hold == nil) {
+			return nil // never held: the watchdog stops it after linger
 		}
 		if k.stopping != nil {
 			return <-k.stopping
@@ -148,6 +149,28 @@ func (s *session) awaitHold(ctx context.Context) (*remote.Hold, error) {
 		s.cur.Store(&l)
 	})
 	return p.h, nil
+}
+
+// heldClaim waits for the hold on a claimed spare before the monitor
+// starts. A hold that failed other than by the kernel's death is taken
+// again as after a lost link (a reconnect); false: the session ends.
+func (s *session) heldClaim(ctx context.Context, cancel context.CancelCauseFunc) bool {
+	_, err := s.awaitHold(ctx)
+	switch {
+	case err == nil:
+		return true
+	case ctx.Err() != nil:
+		return false
+	case !errors.Is(err, remote.ErrGone):
+		if rerr := s.reconnect(ctx, err); rerr == nil {
+			return true
+		} else if ctx.Err() == nil {
+			cancel(rerr)
+		}
+		return false
+	}
+	cancel(err)
+	return false
 }
 
 // rememberNextSpare waits, while the session runs, for the spare that

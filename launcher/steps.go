@@ -505,10 +505,7 @@ func (s *session) startMonitor(ctx context.Context, cancel context.CancelCauseFu
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if _, err := s.awaitHold(mctx); err != nil { // a claimed spare's
-			if mctx.Err() == nil {
-				cancel(err)
-			}
+		if !s.heldClaim(mctx, cancel) {
 			return
 		}
 		s.monitor(mctx, cancel)
