@@ -328,11 +328,12 @@ func (s *session) keep(h *remote.Hold) error {
 // forwardPorts binds a local listener for each of the kernel's five ports
 // (design step 5) and registers shutdown_request, which goes through them.
 func (s *session) forwardPorts(ctx context.Context) error {
-	t0 := time.Now()
+	t0, took := time.Now(), ""
 	if s.fw == nil { // a claimed spare's are there already
 		if err := s.listen(); err != nil {
 			return err
 		}
+		took = " in " + since(t0).String()
 	}
 	if s.ownsKernel() {
 		s.push("shutdown_request", func() error { s.shutdown(ctx); return nil })
@@ -341,7 +342,7 @@ func (s *session) forwardPorts(ctx context.Context) error {
 	for _, f := range s.fw.Forwards() {
 		shown = append(shown, fmt.Sprintf("%s %d→%s", strings.TrimSuffix(f.Name, "_port"), f.Local.Port, f.Remote))
 	}
-	s.log.step("forwarded %d ports in %s (%s)", len(shown), since(t0), strings.Join(shown, ", "))
+	s.log.step("forwarded %d ports%s (%s)", len(shown), took, strings.Join(shown, ", "))
 	return nil
 }
 

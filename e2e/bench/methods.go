@@ -349,8 +349,9 @@ func readJSON(rd io.Reader, d time.Duration) (map[string]any, error) {
 var kqSteps = []struct{ prefix, name string }{
 	{"kq: connected to", "connected"},
 	{"kq: kernel started", "kernel"},
+	{"kq: kernel taken warm", "kernel"}, // a spare, taken or claimed
 	{"kq: forwarded", "forwarded"},
-	{"kq: ready in", "ready"},
+	{"kq: ready", "ready"}, // "ready in", or a claim's "ready: the claim was answered"
 }
 
 // kqStart runs kq PROFILE with the notifying frontend and returns the

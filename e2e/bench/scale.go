@@ -48,7 +48,7 @@ type lockedBuffer struct {
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, st := range kqSteps[:2] { // connected, kernel started
+	for _, st := range kqSteps[:3] { // connected, kernel started or taken warm
 		if _, ok := l.at[st.name]; !ok && bytes.Contains(p, []byte(st.prefix)) {
 			if l.at == nil {
 				l.at = map[string]time.Time{}
