@@ -75,6 +75,9 @@ type session struct {
 	// the hold on a claimed spare while it is taken (claim.go).
 	spec    *remote.KernelSpec
 	pending *pendingHold
+	// control is the connection to the kernel's control port that the
+	// teardown's shutdown_request takes (control.go), once ready.
+	control *keptControl
 	// forwarding is the forwarding probe's outcome (probe), waited for
 	// before the first remote command; nil before the probe.
 	forwarding func() error

@@ -374,12 +374,17 @@ func (s *session) localPort(name string) int {
 	return 0
 }
 
-// shutdown asks the kernel to shut down on its control channel. The hold
-// is told to stop the kernel at the same moment, not after the reply: the
-// server's side waits for the kernel to exit (shutdownTimeout, as long as
-// the reply may take) before it signals the process group, so one round
-// trip less ends the session.
+// shutdown asks the kernel to shut down on its control channel, on the
+// connection kept open for it when it can be trusted (control.go). The
+// hold is told to stop the kernel at the same moment, not after the reply:
+// the server's side waits for the kernel to exit (shutdownTimeout, as long
+// as the reply may take) before it signals the process group, so one
+// round trip less ends the session.
 func (s *session) shutdown(ctx context.Context) {
+	kept := s.keptControl()
+	if kept != nil {
+		defer kept.Close()
+	}
 	if errors.Is(context.Cause(ctx), errKernelDied) || s.linkDeadAtEnd() {
 		return // nobody to ask, or no way to ask
 	}
@@ -391,7 +396,13 @@ func (s *session) shutdown(ctx context.Context) {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	err := wire.Shutdown(sctx, fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("control_port")), []byte(k.info.Key))
+	endpoint, key := fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("control_port")), []byte(k.info.Key)
+	var err error
+	if kept != nil {
+		err = kept.Shutdown(sctx, key)
+	} else {
+		err = wire.Shutdown(sctx, endpoint, key)
+	}
 	if err != nil {
 		s.log.detail("shutdown_request not answered (%v); the kernel's process group is signalled once it has not exited", err)
 	}
@@ -442,6 +453,7 @@ func (s *session) readyCheck(ctx context.Context, host, localPath string) error 
 	t0 := time.Now()
 	if s.pending != nil {
 		s.log.step("ready: the claim was answered: %s", localPath)
+		s.keepControl()
 		return nil // the claim's execute_reply came through these ports, signed
 	}
 	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
@@ -463,6 +475,7 @@ func (s *session) readyCheck(ctx context.Context, host, localPath string) error 
 	s.log.status("")
 	if err == nil {
 		s.log.step("ready in %s: %s", since(t0), localPath)
+		s.keepControl()
 		return nil
 	}
 	return s.notReady(ctx, host, ended, err)

@@ -60,7 +60,8 @@ func setup(t *runner, o options) *bench {
 			}
 		}
 	})
-	b.env = cleanEnv()
+	// kq remembers warm spares in the user's cache dir: here, the run's own.
+	b.env = append(cleanEnv(), "XDG_CACHE_HOME="+filepath.Join(b.dir, "cache"))
 	b.machine = describeMachine()
 	kq := o.kq
 	if kq == "" {

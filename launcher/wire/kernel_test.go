@@ -138,10 +138,35 @@ func TestKernel(t *testing.T) {
 	k := startKernel(t)
 	shell := k.endpoint(t, connfile.Shell)
 	control := k.endpoint(t, connfile.Control)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	kept, err := Dial(ctx, control) // kept open across the others, as a session does
+	cancel()
+	if err != nil {
+		t.Fatalf("Dial %s: %v", control, err)
+	}
 	t.Run("kernel_info", func(t *testing.T) { k.checkKernelInfo(t, shell) })
 	t.Run("wrong key gets no reply", func(t *testing.T) { k.checkWrongKey(t, shell) })
 	t.Run("execute", func(t *testing.T) { k.checkExecute(t, shell) })
-	t.Run("shutdown", func(t *testing.T) { k.checkShutdown(t, control) })
+	t.Run("silent execute", func(t *testing.T) { k.checkSilentExecute(t, shell) })
+	t.Run("shutdown on a kept connection", func(t *testing.T) { k.checkShutdown(t, kept) })
+}
+
+// checkSilentExecute runs empty code with user_expressions, as a warm
+// session's claim does: results and errors come back in the reply.
+func (k *kernel) checkSilentExecute(t *testing.T, shell string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	reply, err := Execute(ctx, shell, k.key(), "", map[string]any{"a": "6*7", "b": "1/0"})
+	if err != nil {
+		t.Fatalf("Execute: %v\n%s", err, k.logText())
+	}
+	ue, _ := reply.Content["user_expressions"].(map[string]any)
+	a, _ := ue["a"].(map[string]any)
+	b, _ := ue["b"].(map[string]any)
+	data, _ := a["data"].(map[string]any)
+	if a["status"] != "ok" || data["text/plain"] != "42" || b["status"] != "error" || b["ename"] != "ZeroDivisionError" {
+		t.Errorf("user_expressions: %v", ue)
+	}
 }
 
 // checkKernelInfo asks for kernel_info, the request kq's ready check sends,
@@ -215,13 +240,18 @@ func (k *kernel) checkExecute(t *testing.T, shell string) {
 	}
 }
 
-// checkShutdown sends shutdown_request on the control channel and expects
-// the kernel process to exit by itself afterwards.
-func (k *kernel) checkShutdown(t *testing.T, control string) {
+// checkShutdown sends shutdown_request on a control connection kept open
+// since before the other requests, and expects the kernel process to exit
+// by itself afterwards.
+func (k *kernel) checkShutdown(t *testing.T, kept *Conn) {
 	checkLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := Shutdown(ctx, control, k.key()); err != nil {
+	defer kept.Close()
+	if !kept.Alive() {
+		t.Fatal("the kept connection is not alive before the shutdown")
+	}
+	if err := kept.Shutdown(ctx, k.key()); err != nil {
 		t.Fatalf("Shutdown: %v\n%s", err, k.logText())
 	}
 	select {
@@ -230,5 +260,10 @@ func (k *kernel) checkShutdown(t *testing.T, control string) {
 		t.Logf("kernel pid %d exited: %v", k.cmd.Process.Pid, err)
 	case <-time.After(60 * time.Second):
 		t.Fatalf("kernel pid %d still running 60s after shutdown_reply\n%s", k.cmd.Process.Pid, k.logText())
+	}
+	for deadline := time.Now().Add(10 * time.Second); kept.Alive(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the kept connection is still alive 10s after its kernel exited")
+		}
 	}
 }

@@ -47,8 +47,14 @@ func (t ctxTransport) Dial(ctx context.Context, d transport.Dialer, addr string)
 		return nil, err
 	}
 	context.AfterFunc(ctx, func() { _ = c.Close() })
+	if watch, ok := ctx.Value(watchKey{}).(func(net.Conn) net.Conn); ok {
+		return watch(c), nil // a kept connection's (kept.go)
+	}
 	return c, nil
 }
+
+// watchKey carries, in a socket's context, what wraps its connection.
+type watchKey struct{}
 
 // Listen is refused: kq only ever connects to kernels.
 func (t ctxTransport) Listen(context.Context, string) (net.Listener, error) {

@@ -224,34 +224,38 @@ const maxUnrelated = 100
 // never returned as a Message. A request the kernel rejects (typically: wrong
 // key) gets no reply at all, so it ends when ctx does.
 func Request(ctx context.Context, endpoint string, key []byte, msgType string, content map[string]any) (*Message, error) {
-	req := NewMessage(uuid.NewString(), msgType, content)
-	frames, err := Encode(key, req)
-	if err != nil {
-		return nil, err
-	}
 	c, err := dial(ctx, endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: %w", msgType, endpoint, err)
 	}
 	defer c.close()
+	return c.request(ctx, key, msgType, content)
+}
 
+// request sends one request on c and waits for its reply.
+func (c *conn) request(ctx context.Context, key []byte, msgType string, content map[string]any) (*Message, error) {
+	req := NewMessage(uuid.NewString(), msgType, content)
+	frames, err := Encode(key, req)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.send(ctx, frames); err != nil {
-		return nil, fmt.Errorf("%s to %s: send: %w", msgType, endpoint, err)
+		return nil, fmt.Errorf("%s to %s: send: %w", msgType, c.endpoint, err)
 	}
 	for range maxUnrelated {
 		frames, err := c.recv(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("%s to %s: no reply: %w", msgType, endpoint, err)
+			return nil, fmt.Errorf("%s to %s: no reply: %w", msgType, c.endpoint, err)
 		}
 		reply, err := Decode(key, frames)
 		if err != nil {
-			return nil, fmt.Errorf("%s to %s: reply rejected: %w", msgType, endpoint, err)
+			return nil, fmt.Errorf("%s to %s: reply rejected: %w", msgType, c.endpoint, err)
 		}
 		if reply.ParentID() == req.Header.MsgID {
 			return reply, nil
 		}
 	}
-	return nil, fmt.Errorf("%s to %s: %d messages arrived, none a reply to ours", msgType, endpoint, maxUnrelated)
+	return nil, fmt.Errorf("%s to %s: %d messages arrived, none a reply to ours", msgType, c.endpoint, maxUnrelated)
 }
 
 // KernelInfo asks the kernel on shellEndpoint for kernel_info, which is the
@@ -294,12 +298,22 @@ func Execute(ctx context.Context, shellEndpoint string, key []byte, code string,
 // served even while the shell channel is busy running code. A nil error means
 // the kernel acknowledged; it may take a moment longer to actually exit.
 func Shutdown(ctx context.Context, controlEndpoint string, key []byte) error {
-	reply, err := Request(ctx, controlEndpoint, key, "shutdown_request", map[string]any{"restart": false})
+	c, err := dial(ctx, controlEndpoint)
+	if err != nil {
+		return fmt.Errorf("shutdown: shutdown_request to %s: %w", controlEndpoint, err)
+	}
+	defer c.close()
+	return c.shutdown(ctx, key)
+}
+
+// shutdown sends shutdown_request on c and checks the reply.
+func (c *conn) shutdown(ctx context.Context, key []byte) error {
+	reply, err := c.request(ctx, key, "shutdown_request", map[string]any{"restart": false})
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := checkReply(reply, "shutdown_reply"); err != nil {
-		return fmt.Errorf("shutdown of %s: %w", controlEndpoint, err)
+		return fmt.Errorf("shutdown of %s: %w", c.endpoint, err)
 	}
 	return nil
 }
