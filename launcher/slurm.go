@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -71,7 +72,7 @@ func (s *session) addJob(spec *remote.KernelSpec) error {
 // the profile, job.sh's node side as the body) and the scheduler's
 // commands, with the job id and script path left for the remote side.
 func jobSpec(sch sched.Scheduler, p profiles.Profile, k remote.KernelSpec) (*remote.JobSpec, error) {
-	j := &remote.JobSpec{NodeAddress: sch.NodeAddress(), QueueTimeout: p.QueueTimeout}
+	j := &remote.JobSpec{NodeAddress: sch.NodeAddress(), QueueTimeout: p.QueueTimeout, Stale: testStale()}
 	k.Job = j
 	name := "kq-" + k.ID
 	if k.ID == "dry-run" {
@@ -86,6 +87,23 @@ func jobSpec(sch sched.Scheduler, p profiles.Profile, k remote.KernelSpec) (*rem
 	j.Submit, j.Query, j.Accounting = sch.Submit(remote.ScriptArg), sch.Query(remote.JobArg), sch.Accounting(remote.JobArg)
 	j.Lookup, j.Cancel, j.LiveStates = sch.Lookup(name), sch.Cancel(remote.JobArg), sch.LiveStates()
 	return j, nil
+}
+
+// TestStaleEnv names an environment variable for kq's own tests, no
+// setting: a duration (Go's form, "8s") that lowers how old the login
+// side's heartbeat may grow before a job's node side stops the kernel, so
+// that an end-to-end test of that watchdog need not wait the default
+// (remote.DefaultJobStale, 180 s). It can only lower the default, never
+// raise it; a value under a second or unreadable is ignored.
+const TestStaleEnv = "KQ_TEST_JOB_STALE"
+
+// testStale is TestStaleEnv's duration, 0 when unset or unreadable.
+func testStale() time.Duration {
+	d, err := time.ParseDuration(os.Getenv(TestStaleEnv))
+	if err != nil || d < time.Second || d >= remote.DefaultJobStale {
+		return 0
+	}
+	return d
 }
 
 // resources are the profile's slurm: settings.
@@ -370,6 +388,9 @@ func (s *session) startError(err error) error {
 	}
 	switch {
 	case s.job.jobID() == "" && strings.Contains(msg, "not found"):
+		if m := notFound.FindString(msg); m != "" { // the shell's words, without "refused"
+			err = fmt.Errorf("start kernel on %s: %s on the login node", s.hostAlias(), m)
+		}
 		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
 	case strings.Contains(msg, "refused the kernel's batch job"):
 		return withKind(ErrKernel, "fix the profile's slurm: settings (partition, gres, mem, time, ...); sbatch --test-only on the login node tries a request", err)
@@ -378,6 +399,10 @@ func (s *session) startError(err error) error {
 	}
 	return err
 }
+
+// notFound finds the shell's report of a missing command ("sbatch: not
+// found", bash's "sbatch: command not found").
+var notFound = regexp.MustCompile(`[\w.-]+: (command )?not found`)
 
 // endedJob finds the job id in remote.sh's report of a job that ended
 // before its kernel wrote the connection file.
