@@ -284,7 +284,8 @@ func TestSlurmKernelFails(t *testing.T) {
 // manager's interrupt reaches it, restart_kernel() and
 // restart_kernel(now=True) each give a fresh kernel inside the same job
 // (the manager's next kq kernel takes the job over), and
-// shutdown_kernel() leaves nothing.
+// shutdown_kernel() ends the job within seconds (not parked for a
+// restart) and leaves nothing.
 func TestSlurmKernelMode(t *testing.T) {
 	base, c := slurmEnv(t, slurmtest.Options{})
 	e := kernelEnvFor(t, base, base.slurmProfile())
@@ -312,7 +313,18 @@ func TestSlurmKernelMode(t *testing.T) {
 	pid0 := e.kmExecuted(t, r)
 	e.kmInterrupted(t, r, st, id0)
 	pids, restartPorts := slurmKMRestarts(t, e, c, r, st, pid0, job)
+	shutdown := time.Now() // the manager's shutdown_kernel() runs from here on
 	e.kmShutdown(t, r, s)
+	// The final shutdown releases the allocation at once: the job does not
+	// stay parked (10 s) for a restart that will not come.
+	for len(c.Jobs(t)) != 0 {
+		if time.Since(shutdown) > 8*time.Second {
+			t.Errorf("the job is still there 8 s after the final shutdown began: %q", c.Jobs(t))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the job was gone %.1f s after the final shutdown began", time.Since(shutdown).Seconds())
 	close(stop)
 	<-sampled
 	if maxJobs != 1 {
