@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -283,7 +284,8 @@ func TestSlurmKernelFails(t *testing.T) {
 // manager's interrupt reaches it, restart_kernel() and
 // restart_kernel(now=True) each give a fresh kernel inside the same job
 // (the manager's next kq kernel takes the job over), and
-// shutdown_kernel() leaves nothing.
+// shutdown_kernel() ends the job within seconds (not parked for a
+// restart) and leaves nothing.
 func TestSlurmKernelMode(t *testing.T) {
 	base, c := slurmEnv(t, slurmtest.Options{})
 	e := kernelEnvFor(t, base, base.slurmProfile())
@@ -311,7 +313,18 @@ func TestSlurmKernelMode(t *testing.T) {
 	pid0 := e.kmExecuted(t, r)
 	e.kmInterrupted(t, r, st, id0)
 	pids, restartPorts := slurmKMRestarts(t, e, c, r, st, pid0, job)
+	shutdown := time.Now() // the manager's shutdown_kernel() runs from here on
 	e.kmShutdown(t, r, s)
+	// The final shutdown releases the allocation at once: the job does not
+	// stay parked (10 s) for a restart that will not come.
+	for len(c.Jobs(t)) != 0 {
+		if time.Since(shutdown) > 8*time.Second {
+			t.Errorf("the job is still there 8 s after the final shutdown began: %q", c.Jobs(t))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the job was gone %.1f s after the final shutdown began", time.Since(shutdown).Seconds())
 	close(stop)
 	<-sampled
 	if maxJobs != 1 {
@@ -401,6 +414,220 @@ func TestSlurmReconnect(t *testing.T) {
 	r.stdin.Close()
 	if code := r.wait(t, time.Minute); code != 0 {
 		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	slurmClean(t, e, c)
+}
+
+// TestSlurmHeartbeatStale: kq and the whole login side of a running job
+// vanish at once (the laptop gone and the login node's processes killed),
+// leaving the heartbeat file in place, untouched: the node side sees it go
+// stale and stops the kernel, and the job ends by itself, leaving nothing.
+// KQ_TEST_JOB_STALE lowers the staleness from 180 s to 8 s for the test;
+// linger is long, so no login-side watchdog could end the job first.
+func TestSlurmHeartbeatStale(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile(profile{"linger": "10m"})})
+	r := e.start([]string{"cluster"}, "KQ_TEST_WAIT=1", "KQ_TEST_JOB_STALE=8s")
+	r.report(t)
+	id := kernelIDFrom(t, r.stderr.String())
+	base := filepath.Join(e.remoteRT, "kernel-kq-"+id)
+	jobLogin, watchdog := loginSide(t, base)
+	must(t, syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL))
+	r.wait(t, 10*time.Second)
+	waitOnlyLoginSide(t, c, jobLogin, watchdog)
+	for _, p := range []int{jobLogin, watchdog} {
+		must(t, syscall.Kill(p, syscall.SIGKILL))
+		sshdtest.WaitGone(t, p, 10*time.Second)
+	}
+	// Nobody beats any more, and nobody removed the beat: only its age
+	// can tell the node side.
+	if _, err := os.Stat(base + ".beat"); err != nil {
+		t.Fatalf("the heartbeat file should be left, untouched: %v", err)
+	}
+	if jobs := c.Jobs(t); len(jobs) != 1 || !strings.HasSuffix(jobs[0], " RUNNING") || len(c.NodePIDs()) == 0 {
+		t.Fatalf("the job should still run on the node: %q", jobs)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for len(c.Jobs(t)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job outlived its stale heartbeat: %q", c.Jobs(t))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	must(t, os.RemoveAll(e.localRT)) // a SIGKILLed kq leaves its local file
+	slurmClean(t, e, c)
+}
+
+// loginSide finds a job kernel's login-side processes from its files:
+// job.sh's job_login (the kernel pid of .kq) and remote.sh's watchdog
+// (.wd), each checked against the start time recorded with it.
+func loginSide(t *testing.T, base string) (jobLogin, watchdog int) {
+	t.Helper()
+	meta, err := os.ReadFile(base + ".kq")
+	must(t, err)
+	var start string
+	for _, l := range strings.Split(string(meta), "\n") {
+		if v, ok := strings.CutPrefix(l, "pid="); ok {
+			jobLogin, _ = strconv.Atoi(v)
+		}
+		if v, ok := strings.CutPrefix(l, "start="); ok {
+			start = v
+		}
+	}
+	wd, err := os.ReadFile(base + ".wd")
+	must(t, err)
+	f := strings.Fields(string(wd))
+	if len(f) != 2 {
+		t.Fatalf("watchdog file %q", wd)
+	}
+	watchdog, _ = strconv.Atoi(f[0])
+	if jobLogin == 0 || startTime(jobLogin) != start || !strings.Contains(cmdline(jobLogin), filepath.Base(base)+".cmd") {
+		t.Fatalf("job_login %d (start %s): %s", jobLogin, start, cmdline(jobLogin))
+	}
+	if watchdog == 0 || startTime(watchdog) != f[1] {
+		t.Fatalf("watchdog %d (start %s) is not running", watchdog, f[1])
+	}
+	return jobLogin, watchdog
+}
+
+// startTime is a process's start time as remote.sh records it (the 22nd
+// field of /proc/PID/stat), "" if it is gone.
+func startTime(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return ""
+	}
+	if f := strings.Fields(string(b[i+1:])); len(f) >= 20 {
+		return f[19]
+	}
+	return ""
+}
+
+// waitOnlyLoginSide waits until nothing runs on the login node but the
+// given processes and what they started (kq's ssh session has closed).
+func waitOnlyLoginSide(t *testing.T, c *slurmtest.Cluster, keep ...int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var others []int
+		for _, p := range c.LoginPIDs() {
+			if !descendsFrom(p, keep) {
+				others = append(others, p)
+			}
+		}
+		if len(others) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kq's session is still on the login node: %v", others)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// descendsFrom: pid is one of pids or their child, grandchild, ...
+func descendsFrom(pid int, pids []int) bool {
+	for range 10 {
+		if pid <= 1 {
+			return false
+		}
+		if slices.Contains(pids, pid) {
+			return true
+		}
+		pid = slurmtest.Parent(pid)
+	}
+	return false
+}
+
+// slurmClientCommands are slurm-client's programs: none of them may be on
+// the PATH of a login node "without Slurm".
+var slurmClientCommands = []string{"sacct", "sacctmgr", "salloc", "sattach", "sbatch", "sbcast", "scancel", "scontrol",
+	"sdiag", "sinfo", "sprio", "squeue", "sreport", "srun", "sshare", "sstat", "strigger", "sview"}
+
+// pathWithout is a directory of symlinks to every program in /usr/bin but
+// the ones named: a PATH entry that stands for /usr/bin (and /bin, its
+// symlink here) without them.
+func pathWithout(t *testing.T, names []string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bin")
+	must(t, os.Mkdir(dir, 0o755))
+	entries, err := os.ReadDir("/usr/bin")
+	must(t, err)
+	for _, en := range entries {
+		if !slices.Contains(names, en.Name()) {
+			must(t, os.Symlink(filepath.Join("/usr/bin", en.Name()), filepath.Join(dir, en.Name())))
+		}
+	}
+	return dir
+}
+
+// TestSlurmCommandsMissing: on a login node whose PATH has no Slurm
+// commands, a Slurm profile fails with one error and a hint that says
+// where they must be, exit 7, and leaves nothing behind.
+func TestSlurmCommandsMissing(t *testing.T) {
+	e, c := slurmEnv(t, slurmtest.Options{LoginPath: pathWithout(t, slurmClientCommands) + ":/usr/local/sbin:/usr/local/bin:/usr/sbin"})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	r, code := e.runToEnd([]string{"cluster"})
+	errs := r.stderr.String()
+	if code != 7 || strings.Count(errs, "kq: error:") != 1 || !strings.Contains(errs, "kq: error: start kernel on kqtest: sbatch: not found on the login node\n") ||
+		!strings.Contains(errs, "kq: hint: the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH") {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	t.Logf("stderr:\n%s", errs)
+	if jobs := c.Jobs(t); len(jobs) != 0 {
+		t.Fatalf("queue: %q", jobs)
+	}
+	slurmClean(t, e, c)
+}
+
+// lostReplySbatch is an sbatch that submits for real (the job exists) but
+// loses its reply: it prints nothing and fails, as a connection or a
+// controller that timed out after queuing the job would. Each call is
+// logged.
+const lostReplySbatch = `#!/bin/sh
+printf 'call %s\n' "$*" >> "$(dirname "$0")/sbatch.log"
+/usr/bin/sbatch "$@" >> "$(dirname "$0")/sbatch.log" 2>&1
+exit 1
+`
+
+// TestSlurmLostSubmitReply: sbatch queues the job but its reply is lost;
+// kq finds the job by its name (kq-<id>) instead of submitting again, and
+// the session runs in that one job.
+func TestSlurmLostSubmitReply(t *testing.T) {
+	wrap := filepath.Join(t.TempDir(), "wrap")
+	must(t, os.Mkdir(wrap, 0o755))
+	must(t, os.WriteFile(filepath.Join(wrap, "sbatch"), []byte(lostReplySbatch), 0o755))
+	e, c := slurmEnv(t, slurmtest.Options{LoginPath: wrap + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	r := e.start([]string{"cluster"}, "KQ_TEST_CODE=import socket; print(socket.gethostname())", "KQ_TEST_WAIT=1")
+	rep := r.report(t)
+	if strings.TrimSpace(rep.Out) != c.NodeName {
+		t.Errorf("the kernel ran on %q, want the node %q", rep.Out, c.NodeName)
+	}
+	id := kernelIDFrom(t, r.stderr.String())
+	log, err := os.ReadFile(filepath.Join(wrap, "sbatch.log"))
+	must(t, err)
+	calls := strings.Count(string(log), "call ")
+	m := regexp.MustCompile(`(?m)^(\d+)(;\S*)?$`).FindStringSubmatch(string(log))
+	if calls != 1 || m == nil {
+		t.Fatalf("want one sbatch call that queued a job, the log says:\n%s", log)
+	}
+	if jobs := c.Jobs(t); len(jobs) != 1 || jobs[0] != m[1]+" kq-"+id+" RUNNING" {
+		t.Fatalf("queue %q, want the one job %s named kq-%s", jobs, m[1], id)
+	}
+	if !strings.Contains(r.stderr.String(), "submitted job "+m[1]+" ") {
+		t.Errorf("kq does not name the job it found:\n%s", r.stderr)
+	}
+	r.stdin.Close()
+	if code := r.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit %d\n%s", code, r.stderr)
+	}
+	if log, _ := os.ReadFile(filepath.Join(wrap, "sbatch.log")); strings.Count(string(log), "call ") != 1 {
+		t.Errorf("sbatch ran again:\n%s", log)
 	}
 	slurmClean(t, e, c)
 }

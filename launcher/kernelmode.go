@@ -72,6 +72,7 @@ func RunKernel(ctx context.Context, ko KernelOptions) (err error) {
 		return err
 	}
 	s.serveManager(lns)
+	s.watchFinalShutdown(ctx) // a job's allocation ends with a final shutdown
 	served = true
 	s.startMonitor(ctx, cancel)
 	return s.waitKernel(ctx, cancel, ko.ParentPID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kq-dev/kq/launcher/remote"
 	"github.com/kq-dev/kq/launcher/sched"
+	"github.com/kq-dev/kq/launcher/wire"
 	"github.com/kq-dev/kq/profiles"
 )
 
@@ -47,6 +49,9 @@ type jobState struct {
 	queryErr   string
 	// exited is the kernel's exit status on the node, once it ended.
 	exited string
+	// finalMarked is closed once kq kernel's watch of the manager's
+	// shutdown is over (watchFinalShutdown); nil when nothing watches.
+	finalMarked chan struct{}
 }
 
 // addJob turns spec into a batch job's when the profile names a scheduler.
@@ -71,7 +76,7 @@ func (s *session) addJob(spec *remote.KernelSpec) error {
 // the profile, job.sh's node side as the body) and the scheduler's
 // commands, with the job id and script path left for the remote side.
 func jobSpec(sch sched.Scheduler, p profiles.Profile, k remote.KernelSpec) (*remote.JobSpec, error) {
-	j := &remote.JobSpec{NodeAddress: sch.NodeAddress(), QueueTimeout: p.QueueTimeout}
+	j := &remote.JobSpec{NodeAddress: sch.NodeAddress(), QueueTimeout: p.QueueTimeout, Stale: testStale()}
 	k.Job = j
 	name := "kq-" + k.ID
 	if k.ID == "dry-run" {
@@ -86,6 +91,23 @@ func jobSpec(sch sched.Scheduler, p profiles.Profile, k remote.KernelSpec) (*rem
 	j.Submit, j.Query, j.Accounting = sch.Submit(remote.ScriptArg), sch.Query(remote.JobArg), sch.Accounting(remote.JobArg)
 	j.Lookup, j.Cancel, j.LiveStates = sch.Lookup(name), sch.Cancel(remote.JobArg), sch.LiveStates()
 	return j, nil
+}
+
+// TestStaleEnv names an environment variable for kq's own tests, no
+// setting: a duration (Go's form, "8s") that lowers how old the login
+// side's heartbeat may grow before a job's node side stops the kernel, so
+// that an end-to-end test of that watchdog need not wait the default
+// (remote.DefaultJobStale, 180 s). It can only lower the default, never
+// raise it; a value under a second or unreadable is ignored.
+const TestStaleEnv = "KQ_TEST_JOB_STALE"
+
+// testStale is TestStaleEnv's duration, 0 when unset or unreadable.
+func testStale() time.Duration {
+	d, err := time.ParseDuration(os.Getenv(TestStaleEnv))
+	if err != nil || d < time.Second || d >= remote.DefaultJobStale {
+		return 0
+	}
+	return d
 }
 
 // resources are the profile's slurm: settings.
@@ -251,6 +273,54 @@ func (s *session) jobEnd() error {
 	return s.job.ended()
 }
 
+// finalMarkWithin bounds how long kq kernel, its kernel gone, waits for
+// the login node to take its word that the end is final (op_final): the
+// manager escalates soon, and without the word the job is only released
+// later (parked, then cancelled).
+const finalMarkWithin = time.Second
+
+// watchFinalShutdown, in kq kernel on a scheduler profile, watches the
+// kernel's IOPub (through kq's own forward) for its broadcast answer to a
+// shutdown_request: when the manager asked for no restart, the kernel is
+// finished for good, and the login node is told at once (remote.MarkFinal),
+// so that the job ends with the kernel instead of keeping the allocation
+// parked for a restart that will not come. A manager's restart (restart
+// true, or a kill) leaves the job parked for the manager's next kq kernel.
+func (s *session) watchFinalShutdown(ctx context.Context) {
+	if s.job == nil || s.k.id == "" {
+		return
+	}
+	done := make(chan struct{})
+	s.job.finalMarked = done
+	ep := fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("iopub_port"))
+	key, rt, id := []byte(s.k.info.Key), s.k.rt, s.k.id
+	go func() {
+		defer close(done)
+		restart, err := wire.WaitShutdownReply(ctx, ep, key)
+		if err != nil || restart {
+			return
+		}
+		s.log.detail("the kernel manager shut the kernel down for good: its job ends with it")
+		mctx, cancel := context.WithTimeout(context.Background(), remoteOpTimeout)
+		defer cancel()
+		if err := remote.MarkFinal(mctx, s.runner(), rt, id); err != nil {
+			s.log.detail("telling the login node the end is final: %v (the job is cancelled after its park)", err)
+		}
+	}()
+}
+
+// awaitFinalMark gives watchFinalShutdown's word to the login node a
+// moment to arrive before kq kernel exits.
+func (j *jobState) awaitFinalMark() {
+	if j.finalMarked == nil {
+		return
+	}
+	select {
+	case <-j.finalMarked:
+	case <-time.After(finalMarkWithin):
+	}
+}
+
 // kernelModeJobEnd is jobEnd for kq kernel, from what is known already (the
 // manager is waiting): a kernel that exited 0, or a job that completed, is
 // the normal end after the manager's shutdown_request.
@@ -258,6 +328,7 @@ func (s *session) kernelModeJobEnd() error {
 	if s.job == nil {
 		return nil
 	}
+	s.job.awaitFinalMark()
 	if rc, node := s.job.exitStatus(); rc != "" && rc != "0" {
 		return withKind(ErrKernel, "the kernel process exited or was killed on the node (out of memory? see the job's output)",
 			fmt.Errorf("the kernel exited (status %s) on %s; job %s ends with it", rc, orDash(node), s.job.jobID()))
@@ -370,6 +441,9 @@ func (s *session) startError(err error) error {
 	}
 	switch {
 	case s.job.jobID() == "" && strings.Contains(msg, "not found"):
+		if m := notFound.FindString(msg); m != "" { // the shell's words, without "refused"
+			err = fmt.Errorf("start kernel on %s: %s on the login node", s.hostAlias(), m)
+		}
 		return withKind(ErrKernel, "the scheduler's commands (sbatch, squeue, scancel) must be on the login node's PATH for a non-interactive shell", err)
 	case strings.Contains(msg, "refused the kernel's batch job"):
 		return withKind(ErrKernel, "fix the profile's slurm: settings (partition, gres, mem, time, ...); sbatch --test-only on the login node tries a request", err)
@@ -378,6 +452,10 @@ func (s *session) startError(err error) error {
 	}
 	return err
 }
+
+// notFound finds the shell's report of a missing command ("sbatch: not
+// found", bash's "sbatch: command not found").
+var notFound = regexp.MustCompile(`[\w.-]+: (command )?not found`)
 
 // endedJob finds the job id in remote.sh's report of a job that ended
 // before its kernel wrote the connection file.

@@ -129,3 +129,38 @@ func TestJobSpec(t *testing.T) {
 		t.Error("a job without a time limit")
 	}
 }
+
+// TestJobStaleForTests: KQ_TEST_JOB_STALE lowers the node side's heartbeat
+// staleness (kq's own e2e tests), and can never raise it or set it below a
+// second; unset, both sides of the job get the default 180 s.
+func TestJobStaleForTests(t *testing.T) {
+	p := profiles.Profile{Name: "c", Host: "h", Kernel: "python3 -m ipykernel_launcher", Scheduler: "slurm", SlurmTime: "5"}
+	for env, want := range map[string]string{"": "stale=180\n", "8s": "stale=8\n", "1h": "stale=180\n",
+		"500ms": "stale=180\n", "-5s": "stale=180\n", "soon": "stale=180\n"} {
+		t.Setenv(TestStaleEnv, env)
+		k := newKernelSpec(p, "abc")
+		j, err := jobSpec(sched.Slurm{}, p, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.Job = j
+		if !strings.Contains(j.BatchScript, "\n"+want) || !strings.Contains(k.StartScript(), "\n"+want) {
+			t.Errorf("%s=%q: want %q in the node side and the login side", TestStaleEnv, env, want)
+		}
+	}
+}
+
+// TestStartErrorMissingCommands: a start that failed because the login
+// node has no sbatch says so in the shell's words, not as a refusal, with
+// the hint that says where the commands must be.
+func TestStartErrorMissingCommands(t *testing.T) {
+	j, _, _ := testJob()
+	s := &session{job: j, hops: []profiles.SSHSettings{{Alias: "login"}}}
+	err := s.startError(errors.New("start kernel on login: the scheduler refused the kernel's batch job: " +
+		"/rt/kernel-kq-1.cmd: 1: eval: sbatch: not found"))
+	var h interface{ Hint() string }
+	if err == nil || err.Error() != "start kernel on login: sbatch: not found on the login node" || !errors.Is(err, ErrKernel) ||
+		!errors.As(err, &h) || !strings.Contains(h.Hint(), "must be on the login node's PATH") {
+		t.Fatalf("startError = %v", err)
+	}
+}

@@ -71,6 +71,11 @@ type Options struct {
 	// ExtraConf holds extra slurm.conf lines, written before the node and
 	// partition lines.
 	ExtraConf []string
+	// LoginPath, when set, is PATH in every session of the login sshd
+	// (its SetEnv), for tests of what kq finds on the login node's PATH: a
+	// wrapper put before a Slurm command, or no Slurm commands at all.
+	// The user's shell start-up files may still add to its front.
+	LoginPath string
 }
 
 // Cluster is one running test cluster.
@@ -132,8 +137,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c.writeConf(t, opts)
 	c.startCtld(t)
 	c.startSlurmd(t)
+	setEnv := "SetEnv SLURM_CONF=" + c.Conf // one line: sshd takes the first SetEnv only
+	if opts.LoginPath != "" {
+		setEnv += " PATH=" + opts.LoginPath
+	}
 	c.SSH = sshdtest.Start(t, sshdtest.Options{Netns: c.LoginNS, ListenAddr: c.LoginAddr, Port: SSHPort,
-		ExtraConfig: []string{"SetEnv SLURM_CONF=" + c.Conf}})
+		ExtraConfig: []string{setEnv}})
 	c.waitIdle(t)
 	return c
 }
@@ -493,6 +502,9 @@ func (c *Cluster) isDaemon(pid int) bool {
 	}
 	return false
 }
+
+// Parent is pid's parent process id, 0 if unknown.
+func Parent(pid int) int { return parent(pid) }
 
 // parent is pid's parent process id, 0 if unknown.
 func parent(pid int) int {

@@ -24,6 +24,8 @@
 #   kernel-kq-ID.node   "NODE ADDRESS" once the job runs
 #   kernel-kq-ID.npid   the kernel's pid on the node
 #   kernel-kq-ID.restart, .int   requests to the node side
+#   kernel-kq-ID.final  the kernel manager shut the kernel down for good
+#                       (remote.sh's op_final): the job is not parked
 #   kernel-kq-ID.exited the kernel's exit status, once the node side ends
 #   kernel-kq-ID.sbatch, .kcmd   the batch script, the kernel's start script
 #   kernel-kq-ID.out    the job's output
@@ -158,15 +160,16 @@ job_login() {
 
 # parked waits, while the node side keeps the allocation (park seconds),
 # for remote.sh's adopt_job to take the job over (it removes .exited);
-# a job nobody took is cancelled.
+# a job nobody took is cancelled. A final end (.final) is not parked: the
+# node side ends the job with the kernel.
 parked() {
   [ "${park:-0}" -gt 0 ] || return 1
   j=0
-  while [ -e "$base.exited" ] && [ "$j" -lt $(((park + 5) * 5)) ]; do
+  while [ -e "$base.exited" ] && [ ! -e "$base.final" ] && [ "$j" -lt $(((park + 5) * 5)) ]; do
     : > "$beatf"; sleep 0.2 & napper=$!; wait "$napper" 2>/dev/null; napper=; j=$((j+1))
   done
   [ -e "$base.exited" ] || return 0
-  eval "$q_cancel" >/dev/null 2>&1
+  [ -e "$base.final" ] || eval "$q_cancel" >/dev/null 2>&1
   return 1
 }
 
@@ -253,11 +256,12 @@ node_end() {
 }
 
 # park_wait keeps the allocation of a kernel manager's kernel (park
-# seconds) for the manager's next kq kernel to restart it here (.restart).
+# seconds) for the manager's next kq kernel to restart it here (.restart),
+# unless the manager shut the kernel down for good (.final).
 park_wait() {
   [ "${park:-0}" -gt 0 ] || return 1
   j=0
-  while [ "$j" -lt $((park * 5)) ]; do
+  while [ "$j" -lt $((park * 5)) ] && [ ! -e "$base.final" ]; do
     [ -e "$base.restart" ] && return 0
     sleep 0.2; j=$((j+1))
   done

@@ -133,6 +133,21 @@ func Restart(ctx context.Context, r Runner, rt, id string) (int, error) {
 	return p.pid, nil
 }
 
+// MarkFinal tells the login node that kq kernel id in rt, a kernel in a
+// batch job, was shut down for good by its kernel manager (no restart will
+// follow): its job then ends with the kernel instead of keeping the
+// allocation for a while. A kernel already gone is no error.
+func MarkFinal(ctx context.Context, r Runner, rt, id string) error {
+	p, err := run(ctx, r, vars{rt: rt, id: id}, "op_final")
+	if err != nil {
+		return err
+	}
+	if p.final != tagDone && p.final != tagGone {
+		return errors.New("op_final: no confirmation from the server")
+	}
+	return nil
+}
+
 // ErrNoCommand: the scheduler's command is not installed on the host.
 var ErrNoCommand = errors.New("command not found")
 

@@ -148,7 +148,7 @@ kill_kernel() {
 cleanup() {
   rm -f "$f" "$log" "$meta" "$hold" "$keepf" "$cmdf" "$restarting" "$starting" "$meta.new" "$wdf" "$log.cap" "$spare"
   rm -f "$base.job" "$base.sched" "$base.sched.new" "$base.beat" "$base.node" "$base.npid" "$base.restart" \
-    "$base.int" "$base.sbatch" "$base.kcmd" "$base.out" "$base.exited"
+    "$base.int" "$base.sbatch" "$base.kcmd" "$base.out" "$base.exited" "$base.final"
 }
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
@@ -547,6 +547,15 @@ op_restart() {
   spawn
   rm -f "$restarting"
   say "KQ-PID $(pid)"
+}
+
+# op_final marks a batch job kernel's end as final (job.sh's .final): its
+# kernel manager shut it down for good, so its job does not wait for a
+# restart once the kernel is gone.
+op_final() {
+  check_rt || exit 1
+  [ -e "$meta" ] || { say KQ-GONE; exit 0; }
+  : > "$base.final"; say KQ-DONE
 }
 
 # restart_job asks the node side for a new kernel and waits (bounded) for

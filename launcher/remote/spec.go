@@ -106,7 +106,8 @@ type JobSpec struct {
 	// NodeAddress is a sh snippet, run in the job, that prints "NODE ADDRESS".
 	NodeAddress string
 	// Stale is how old the login side's heartbeat may grow before the
-	// job's node side stops the kernel.
+	// job's node side stops the kernel; only a value below
+	// DefaultJobStale (kq's own tests) changes it.
 	Stale time.Duration
 	// QueueTimeout bounds the wait for the kernel's connection file (the
 	// queue wait and the start); 0 waits as long as kq runs.
@@ -194,13 +195,19 @@ func (k KernelSpec) park() int {
 	return int(jobPark / time.Second)
 }
 
-// jobStale is the heartbeat staleness in seconds: well above NFS attribute
-// caching (acregmax is 60 s), unless set.
+// DefaultJobStale is how old the login side's heartbeat may grow before a
+// job's node side stops the kernel: well above NFS attribute caching
+// (acregmax is 60 s) and the login side's longest poll (5 s).
+const DefaultJobStale = 180 * time.Second
+
+// jobStale is the heartbeat staleness in whole seconds: JobSpec.Stale when
+// it is at least a second and below the default (it only ever lowers it),
+// else the default.
 func jobStale(j *JobSpec) int {
-	if j.Stale > 0 {
+	if j.Stale >= time.Second && j.Stale < DefaultJobStale {
 		return int(j.Stale / time.Second)
 	}
-	return 180
+	return int(DefaultJobStale / time.Second)
 }
 
 // jobLogin is the start script of a kernel in a batch job: job.sh's login

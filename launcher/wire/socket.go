@@ -108,7 +108,7 @@ const (
 
 var discard = log.New(io.Discard, "", 0)
 
-// conn is one DEALER socket connected to one kernel socket.
+// conn is one DEALER (or SUB) socket connected to one kernel socket.
 type conn struct {
 	sock     zmq4.Socket
 	endpoint string
@@ -118,6 +118,11 @@ type conn struct {
 // retrying until ctx ends because the kernel or the tunnel may not be
 // accepting yet.
 func dial(ctx context.Context, endpoint string) (*conn, error) {
+	return dialSocket(ctx, endpoint, zmq4.NewDealer)
+}
+
+// dialSocket is dial for a socket that newSocket makes (DEALER, SUB).
+func dialSocket(ctx context.Context, endpoint string, newSocket func(context.Context, ...zmq4.Option) zmq4.Socket) (*conn, error) {
 	if err := registerTransports(); err != nil {
 		return nil, fmt.Errorf("register zmq transports: %w", err)
 	}
@@ -127,7 +132,7 @@ func dial(ctx context.Context, endpoint string) (*conn, error) {
 	}
 	// The socket's context is ctx: zmq4 then ends Recv, Send and dials when
 	// ctx does, and our transport closes the connection.
-	sock := zmq4.NewDealer(ctx,
+	sock := newSocket(ctx,
 		zmq4.WithLogger(discard),
 		zmq4.WithDialerMaxRetries(0), // we retry, interruptibly
 	)
