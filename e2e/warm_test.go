@@ -66,6 +66,9 @@ func TestWarmKernel(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// The watchdog removes the marker first, then stops the kernel and
+	// removes its files.
+	waitNoFiles(t, e.remoteRT, 10*time.Second)
 	e.assertClean(nil, nil)
 }
 

@@ -177,7 +177,8 @@ var (
 	// SettingWarm is how many spare kernels kq keeps started on the host.
 	SettingWarm = &Setting{Key: "warm", Env: "KQ_WARM", Kind: KindNumber,
 		Doc: "Spare kernels kept started on the host, 0 or 1. With 1, a session takes the spare (no kernel start to wait for) and a new one starts behind it; " +
-			"a spare no session takes is stopped after `linger`. For frontends given a connection file; a frontend that owns its kernel ({kernel}) brings its own key, so it gets a fresh kernel.",
+			"kq remembers that one on this machine (0600, in ~/.cache/kq/spares), so the next session claims it through its own ports before it runs anything on the host. " +
+			"A spare no session takes is stopped after `linger`. For frontends given a connection file; a frontend that owns its kernel ({kernel}) brings its own key, so it gets a fresh kernel.",
 		field: pointer(func(l *Layer) **int { return &l.Warm }, func(p *Profile) *int { return &p.Warm })}
 	// SettingWarmCode is Python run in each kernel of a warm profile
 	// before a session gets it.
