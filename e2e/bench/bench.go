@@ -171,16 +171,31 @@ func (b *bench) methodNames() []string {
 	return out
 }
 
-// loop runs every method in every scenario, warm-up first, the order of
-// the methods rotated each repetition so that none always runs first.
+// runOrder is the order of n methods in repetition rep: rotated by one
+// each repetition, so that none always runs first, and reversed every
+// other one, so that none always runs right after the same other method
+// (a method's leftovers, such as a kernel still exiting, would weigh on
+// that one alone).
+func runOrder(rep, n int) []int {
+	out := make([]int, n)
+	for i := range n {
+		j := i
+		if rep%2 == 1 {
+			j = n - 1 - i
+		}
+		out[i] = (rep + j) % n
+	}
+	return out
+}
+
+// loop runs every method in every scenario, warm-up first, in runOrder.
 func (b *bench) loop() ([]sample, error) {
 	var results []sample
 	failures := 0
 	for rep := -b.o.warmup; rep < b.o.reps; rep++ {
 		for _, sc := range b.scenarios {
-			n := len(b.methods)
-			for i := range n {
-				m := b.methods[((rep+b.o.warmup)+i)%n]
+			for _, i := range runOrder(rep+b.o.warmup, len(b.methods)) {
+				m := b.methods[i]
 				if m.local && sc.name != "loopback" {
 					continue
 				}

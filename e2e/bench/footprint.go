@@ -133,8 +133,8 @@ func sampleMem(pid int, stop <-chan struct{}, out chan<- memPeak) {
 	}
 }
 
-// footprints runs the footprint mode for every kq method, reps times,
-// the order rotated each repetition.
+// footprints runs the footprint mode for every kq method, reps times, in
+// runOrder.
 func (b *bench) footprints(sc *scenario, mib, reps int) ([]footprint, error) {
 	var kqs []*method
 	for _, m := range b.methods {
@@ -144,8 +144,8 @@ func (b *bench) footprints(sc *scenario, mib, reps int) ([]footprint, error) {
 	}
 	var out []footprint
 	for rep := range reps {
-		for i := range kqs {
-			m := kqs[(rep+i)%len(kqs)]
+		for _, i := range runOrder(rep, len(kqs)) {
+			m := kqs[i]
 			fp, err := b.runFootprint(sc, m, mib)
 			if err != nil {
 				return out, fmt.Errorf("footprint %s, rep %d: %w", m.name, rep, err)
