@@ -314,7 +314,8 @@ wake_on() {
   rm -f "$ev"
   inotifywait -m "$@" --format x "$target" >&4 2>&4 3<&- &
   iw=$!
-  ( trap '' PIPE; while sleep "$tick"; do say t 2>/dev/null || break; done; kill "$iw" 2>/dev/null ) 2>/dev/null >&4 3<&- &
+  ( trap '' PIPE; trap 'end_snooze; exit 0' TERM
+    while snooze "$tick"; do say t 2>/dev/null || break; done; kill "$iw" 2>/dev/null ) 2>/dev/null >&4 3<&- &
   tk=$!
   exec 4>&-
   n=0
