@@ -182,7 +182,13 @@ func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
 // frontend's identities over to the new connections (ROUTER_HANDOVER, set
 // by ipykernel since 4.8.1), and the old sshd goes once TCP gives up.
 func Attach(ctx context.Context, r Runner, rt, id string) (*Hold, error) {
-	h, err := open(ctx, r, vars{rt: rt, id: id}, "op_attach")
+	return holdRunning(ctx, r, vars{rt: rt, id: id}, "op_attach")
+}
+
+// holdRunning runs op (op_attach, op_claimed) on a running kq kernel and
+// holds it once its connection file has come.
+func holdRunning(ctx context.Context, r Runner, v vars, op string) (*Hold, error) {
+	h, err := open(ctx, r, v, op)
 	if err != nil {
 		return nil, err
 	}

@@ -474,28 +474,22 @@ adopt_job() {
 }
 
 # op_attach holds a running kq kernel for a new session (a reconnect, or
-# kq attach), after sending its connection file.
+# kq attach), after sending its connection file; after it, $1 (op_claimed:
+# offer_spare) runs before the hold.
 op_attach() {
   check_rt || exit 1
   if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
   say "KQ-FILE $f"; say "KQ-PID $(pid)"
   say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
   extra=
+  ${1:-:}
   hold
 }
 
 # op_claimed holds a spare that kq took in the kernel itself (warm: 1; its
 # own request created the hold file and removed the marker), like
 # op_attach, and starts the spare behind it.
-op_claimed() {
-  check_rt || exit 1
-  if [ ! -e "$meta" ] || ! alive; then say KQ-GONE; exit 0; fi
-  say "KQ-FILE $f"; say "KQ-PID $(pid)"
-  say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END
-  extra=
-  offer_spare
-  hold
-}
+op_claimed() { op_attach offer_spare; }
 
 # op_spare reports a spare of this flavor once it is up (its connection
 # file complete), for kq to remember for the next session's claim. It

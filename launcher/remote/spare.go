@@ -101,15 +101,8 @@ func pyString(s string) string {
 // spare died meanwhile.
 func Claimed(ctx context.Context, r Runner, s Spare, k KernelSpec) (*Hold, error) {
 	v := vars{rt: s.RT, id: s.ID, warm: true, flavor: k.Flavor(), start: k.StartScript(), linger: k.Linger}
-	h, err := open(ctx, r, v, "op_claimed")
+	h, err := holdRunning(ctx, r, v, "op_claimed")
 	if err != nil {
-		return nil, err
-	}
-	go h.ping()
-	actx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	if err := h.waitJSON(actx); err != nil {
-		h.Close()
 		return nil, err
 	}
 	h.Warm = true
