@@ -72,7 +72,9 @@ func (s *session) claimSpare(ctx context.Context, host profiles.SSHSettings, spe
 	}
 	if err != nil {
 		s.log.detail("the spare remembered on %s could not be claimed (%v); starting as usual", host.Alias, err)
-		_ = s.unwindTo(n) // its forwards; nothing was sent to the kernel that took effect
+		// Its forwards go. A claim that timed out but took effect later
+		// leaves the spare held by no one: its watchdog stops it after linger.
+		_ = s.unwindTo(n)
 		s.k, s.fw = nil, nil
 		return false
 	}
