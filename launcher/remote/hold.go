@@ -166,6 +166,12 @@ func Start(ctx context.Context, r Runner, k KernelSpec) (*Hold, error) {
 	}
 	defer cancel()
 	if err := h.waitJSON(sctx); err != nil {
+		if errors.Is(err, errSilent) {
+			// Nothing answers there, so nothing would answer a kill: the
+			// server's watchdog stops what started, as after a lost link.
+			h.Abandon()
+			return nil, err
+		}
 		// The server knows the kernel's pid even if kq has not read it yet.
 		// A kernel that died has ended the session and is cleaned up there.
 		if kerr := h.Stop(context.Background(), false); kerr != nil && !h.HasDied() && h.PID != 0 {
@@ -241,8 +247,9 @@ func (h *Hold) send(line string) bool {
 }
 
 // silentLimit: a server's side that says nothing at all (not even its
-// ticks) for this long is taken for a dead link during a start.
-const silentLimit = 60 * time.Second
+// ticks) for this long is taken for a dead link during a start (a var
+// for tests).
+var silentLimit = 60 * time.Second
 
 // waitJSON reads the remote side's report up to the connection file. The
 // wait ends with ctx, or when the server's side falls silent.
@@ -254,7 +261,7 @@ func (h *Hold) waitJSON(ctx context.Context) error {
 		line, ok, err := h.lines.next(ctx.Done())
 		if err != nil {
 			if errors.Is(context.Cause(ctx), errSilent) {
-				return kinds.With(kinds.Kernel, "", fmt.Errorf("start kernel: %w", errSilent))
+				return kinds.With(kinds.Kernel, h.silentHint(), fmt.Errorf("start kernel: %w for %s", errSilent, silentLimit))
 			}
 			if ctx.Err() == context.DeadlineExceeded {
 				return kinds.With(kinds.Kernel, "", fmt.Errorf("no connection file from the server in %s", startTimeout))
@@ -278,7 +285,20 @@ func (h *Hold) waitJSON(ctx context.Context) error {
 }
 
 // errSilent: the server's side sent nothing, not even a tick, for silentLimit.
-var errSilent = fmt.Errorf("the server's side sent nothing for %s", silentLimit)
+var errSilent = errors.New("the server's side sent nothing")
+
+// silentHint says where a silent start most likely hangs: before the
+// first line, remote.sh has not run yet, and what runs before it is the
+// login shell's start-up.
+func (h *Hold) silentHint() string {
+	select {
+	case <-h.first:
+		return ""
+	default:
+		return "not even the first line came back: the login shell on the host may hang in its start-up files " +
+			"(~/.bashrc, ~/.profile; a stale lock of a tool they run); ssh to the host with the command true shows it"
+	}
+}
 
 // watchSilence cancels ctx once the server's side has been silent for
 // silentLimit (counted from now, before its first line).
