@@ -120,18 +120,7 @@ func TestSlurmQueueQueryFails(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	_, err = r.stdin.Write([]byte("go\n"))
-	must(t, err)
-	if line := r.waitLine(t, "KQTEST2 ", 60*time.Second); !strings.Contains(line, `"out": "7`) {
-		t.Errorf("the kernel lost its state: %s", line)
-	}
-	if jobs := c.Jobs(t); !slices.Equal(jobs, job) {
-		t.Errorf("queue %q after the failures, want %q", jobs, job)
-	}
-	r.stdin.Close()
-	if code := r.wait(t, time.Minute); code != 0 {
-		t.Fatalf("exit %d\n%s", code, r.stderr)
-	}
+	keptStateToEnd(t, r, c, job, 60*time.Second, "the failures")
 	if s := r.stderr.String(); strings.Contains(s, "ended: ") || strings.Contains(s, "kq: error:") {
 		t.Errorf("the session did not end as its frontend did:\n%s", s)
 	}

@@ -403,19 +403,27 @@ func TestSlurmReconnect(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	c.SetClientLink(t, true)
 	r.waitStderr(t, "reconnected", 60*time.Second)
+	keptStateToEnd(t, r, c, job, 90*time.Second, "the reconnect")
+	slurmClean(t, e, c)
+}
+
+// keptStateToEnd lets the session's second cell run (it prints what the
+// first one set: 7), checks that the queue holds the same job, and ends
+// the session, which must exit 0.
+func keptStateToEnd(t *testing.T, r *run, c *slurmtest.Cluster, job []string, wait time.Duration, after string) {
+	t.Helper()
 	_, err := r.stdin.Write([]byte("go\n"))
 	must(t, err)
-	if line := r.waitLine(t, "KQTEST2 ", 90*time.Second); !strings.Contains(line, `"out": "7`) {
+	if line := r.waitLine(t, "KQTEST2 ", wait); !strings.Contains(line, `"out": "7`) {
 		t.Errorf("the kernel lost its state: %s", line)
 	}
 	if jobs := c.Jobs(t); !slices.Equal(jobs, job) {
-		t.Errorf("jobs %q after the reconnect, want %q", jobs, job)
+		t.Errorf("jobs %q after %s, want %q", jobs, after, job)
 	}
 	r.stdin.Close()
 	if code := r.wait(t, time.Minute); code != 0 {
 		t.Fatalf("exit %d\n%s", code, r.stderr)
 	}
-	slurmClean(t, e, c)
 }
 
 // TestSlurmHeartbeatStale: kq and the whole login side of a running job

@@ -69,6 +69,11 @@ func entriesWithJSON(es []Entry) []map[string]any {
 type localRunner struct{}
 
 func (localRunner) Start(ctx context.Context, command string, stderr io.Writer) (Process, error) {
+	return startLocal(command, stderr)
+}
+
+// startLocal runs command with the local sh, its stdin and stdout piped.
+func startLocal(command string, stderr io.Writer) (Process, error) {
 	cmd := exec.Command("/bin/sh", "-c", command)
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()

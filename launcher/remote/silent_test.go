@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,19 +14,7 @@ import (
 type stuckRunner struct{}
 
 func (stuckRunner) Start(ctx context.Context, command string, stderr io.Writer) (Process, error) {
-	cmd := exec.Command("/bin/sh", "-c", "exec sleep 30")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return &localProcess{cmd: cmd, stdin: stdin, stdout: stdout}, nil
+	return startLocal("exec sleep 30", stderr)
 }
 
 // TestStartSilentHint: a start that hears nothing at all, not even the
