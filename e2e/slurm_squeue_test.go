@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/kq-dev/kq/e2e/slurmtest"
 )
 
 // failingSqueue is an squeue that fails, as a controller that does not
@@ -35,11 +33,7 @@ exec /usr/bin/squeue "$@"
 // same kernel still holds its state, and the session ends normally when
 // its frontend ends, leaving nothing.
 func TestSlurmQueueQueryFails(t *testing.T) {
-	wrap := filepath.Join(t.TempDir(), "wrap")
-	must(t, os.Mkdir(wrap, 0o755))
-	must(t, os.WriteFile(filepath.Join(wrap, "squeue"), []byte(failingSqueue), 0o755))
-	e, c := slurmEnv(t, slurmtest.Options{LoginPath: wrap + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"})
-	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	wrap, e, c := wrappedSlurmEnv(t, "squeue", failingSqueue)
 	r := e.start([]string{"cluster"}, "KQ_TEST_CODE=x = 7; print('set')", "KQ_TEST_CODE2=print(x)")
 	if rep := r.report(t); strings.TrimSpace(rep.Out) != "set" {
 		t.Fatalf("first cell: %q", rep.Out)

@@ -602,15 +602,23 @@ printf 'call %s\n' "$*" >> "$(dirname "$0")/sbatch.log"
 exit 1
 `
 
+// wrappedSlurmEnv is a cluster whose login node runs script as command
+// (first on its PATH, in the returned dir), with the profile "cluster".
+func wrappedSlurmEnv(t *testing.T, command, script string) (string, *env, *slurmtest.Cluster) {
+	t.Helper()
+	wrap := filepath.Join(t.TempDir(), "wrap")
+	must(t, os.Mkdir(wrap, 0o755))
+	must(t, os.WriteFile(filepath.Join(wrap, command), []byte(script), 0o755))
+	e, c := slurmEnv(t, slurmtest.Options{LoginPath: wrap + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"})
+	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	return wrap, e, c
+}
+
 // TestSlurmLostSubmitReply: sbatch queues the job but its reply is lost;
 // kq finds the job by its name (kq-<id>) instead of submitting again, and
 // the session runs in that one job.
 func TestSlurmLostSubmitReply(t *testing.T) {
-	wrap := filepath.Join(t.TempDir(), "wrap")
-	must(t, os.Mkdir(wrap, 0o755))
-	must(t, os.WriteFile(filepath.Join(wrap, "sbatch"), []byte(lostReplySbatch), 0o755))
-	e, c := slurmEnv(t, slurmtest.Options{LoginPath: wrap + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"})
-	e.writeConfig(map[string]profile{"cluster": e.slurmProfile()})
+	wrap, e, c := wrappedSlurmEnv(t, "sbatch", lostReplySbatch)
 	r := e.start([]string{"cluster"}, "KQ_TEST_CODE=import socket; print(socket.gethostname())", "KQ_TEST_WAIT=1")
 	rep := r.report(t)
 	if strings.TrimSpace(rep.Out) != c.NodeName {
