@@ -503,17 +503,23 @@ op_spare() {
   kill "$finder" 2>/dev/null
 }
 find_spare() {
-  j=0
+  j=0; iw=; tk=
+  trap 'stop_waking; exit 0' TERM # op_spare ends it: its helpers go with it
+  # Woken by the spare's files as they are written, as wait_json is.
+  wake_on "$rt" 1 -e close_write -e moved_to -e modify || iw=
   while [ "$j" -le "${start_wait:-0}" ]; do
     for s in "$rt"/kernel-kq-*.spare; do
       { [ -f "$s" ] && [ -O "$s" ] && [ "$(cat "$s" 2>/dev/null)" = "$flavor" ]; } || continue
       i=${s##*/kernel-kq-}; set_files "${i%.spare}"; conn_json=; last=; last_start=
       { [ -s "$f" ] && tail -c 2 "$f" | grep -q '}' && ! zero_ports && alive; } || continue
-      say "KQ-FILE $f"; say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END; say KQ-DONE; return 0
+      stop_waking; say "KQ-FILE $f"; say KQ-JSON-BEGIN; cat "$f"; say; say KQ-JSON-END; say KQ-DONE; return 0
     done
-    sleep 0.5 >/dev/null 2>&1; j=$((j+5))
+    # In tenths of a second: the ticker's lines count ten, events none.
+    if [ -z "$iw" ]; then sleep 0.5 >/dev/null 2>&1; j=$((j+5))
+    elif read -r woke <&3; then [ "$woke" = t ] && j=$((j+10))
+    else sleep 0.5 >/dev/null 2>&1; j=$((j+5)); fi
   done
-  say KQ-GONE
+  stop_waking; say KQ-GONE
 }
 
 # op_stop stops a kq kernel, after `grace` tenths of a second for a
