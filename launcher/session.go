@@ -26,11 +26,17 @@ import (
 // Timeouts of the steps that talk to the kernel. They are generous: a
 // loaded GPU server can take seconds to import a kernel's modules.
 const (
-	readyTimeout    = 60 * time.Second
 	shutdownTimeout = 3 * time.Second
 	remoteOpTimeout = 20 * time.Second
 	frontendGrace   = 5 * time.Second
 )
+
+// readyTimeout bounds the ready check (a variable for the tests).
+var readyTimeout = 60 * time.Second
+
+// verdictWait is how long a frontend that ended by itself waits for a
+// ready check still running beside it (checkBeside).
+const verdictWait = 5 * time.Second
 
 // errKernelDied is the cause of a session ended by the kernel's death.
 var errKernelDied = errors.New("kernel died")
@@ -183,18 +189,29 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	if err := s.readyCheck(ctx, host.Alias, localPath); err != nil {
-		return res, err
-	}
 	if o.Detach {
-		s.announceDetached()
-		return res, nil
+		return res, s.detached(ctx, host.Alias, localPath)
 	}
 	stopEarly()
 	s.deathGrace = frontendQuitGrace
 	s.startMonitor(ctx, cancel)
+	verdict := s.checkBeside(ctx, cancel, host.Alias, localPath)
 	s.rememberNextSpare(ctx) // warm: 1, for the next session's claim
-	return s.runFrontend(ctx, localPath, front)
+	res, err = s.runFrontend(ctx, localPath, front)
+	if verr := verdict(); err == nil && verr != nil {
+		return res, verr // a frontend that ended before the check failed
+	}
+	return res, err
+}
+
+// detached checks that the kernel a --detach session leaves running
+// answers, and says where it is.
+func (s *session) detached(ctx context.Context, host, localPath string) error {
+	if err := s.readyCheck(ctx, host, localPath); err != nil {
+		return err
+	}
+	s.announceDetached()
+	return nil
 }
 
 // finish tears the session down and decides its error: before the

@@ -361,7 +361,20 @@ func (s *session) listen() error {
 		s.linkDeadAtEnd() // a dead link is closed first: relays on it end at once
 		return fw.Close()
 	})
+	fw.Prime(s.primeCounts())
 	return nil
+}
+
+// primeCounts is how many connections to open ahead on each port
+// (Forwarder.Prime): one for each of the frontend's, and on the shell
+// port one more for the ready check (or the claim), on the control port
+// one more for the kept control connection of a kernel this session stops.
+func (s *session) primeCounts() map[string]int {
+	counts := map[string]int{"shell_port": 2, "iopub_port": 1, "stdin_port": 1, "control_port": 1, "hb_port": 1}
+	if s.ownsKernel() {
+		counts["control_port"]++
+	}
+	return counts
 }
 
 // localPort is the local listener's port for a connection-file port name.
@@ -450,6 +463,14 @@ func (s *session) writeLocalFile() (string, error) {
 // step 7) and explains a failure by what else is known: a refused
 // forward, a kernel that exited, or a kernel that is up but silent.
 func (s *session) readyCheck(ctx context.Context, host, localPath string) error {
+	s.log.status("waiting for the kernel on %s to answer kernel_info", host)
+	defer s.log.status("")
+	return s.askReady(ctx, host, localPath)
+}
+
+// askReady is the ready check without the status line: beside a running
+// frontend (checkBeside), the terminal is the frontend's.
+func (s *session) askReady(ctx context.Context, host, localPath string) error {
 	t0 := time.Now()
 	if s.pending != nil {
 		s.log.step("ready: the claim was answered: %s", localPath)
@@ -470,15 +491,47 @@ func (s *session) readyCheck(ctx context.Context, host, localPath string) error 
 		}
 		rcancel()
 	}()
-	s.log.status("waiting for the kernel on %s to answer kernel_info", host)
 	_, err := wire.KernelInfo(rctx, fmt.Sprintf("tcp://127.0.0.1:%d", s.localPort("shell_port")), []byte(s.k.info.Key))
-	s.log.status("")
 	if err == nil {
 		s.log.step("ready in %s: %s", since(t0), localPath)
 		s.keepControl()
 		return nil
 	}
 	return s.notReady(ctx, host, ended, err)
+}
+
+// checkBeside runs the ready check while the frontend starts, rather
+// than before it (the frontend's own start, and its first connections'
+// round trips, overlap the check's): a check that fails ends the session
+// with its error, frontend and all, as the kernel's death would. The
+// returned verdict, asked once the frontend has ended, is the check's
+// error: it waits at most verdictWait for a check still running, then
+// cancels it (nil: the check passed or was cancelled, and the frontend's
+// own end stands). The teardown ends a check still running before
+// anything it uses goes.
+func (s *session) checkBeside(ctx context.Context, cancel context.CancelCauseFunc, host, localPath string) (verdict func() error) {
+	cctx, ccancel := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	var result error // read after finished
+	go func() {
+		defer close(finished)
+		err := s.askReady(cctx, host, localPath)
+		if err != nil && cctx.Err() == nil {
+			result = err
+			cancel(err)
+		}
+	}()
+	end := func() error { ccancel(); <-finished; return result }
+	s.push("end the ready check", func() error { _ = end(); return nil })
+	return func() error {
+		t := time.NewTimer(verdictWait)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+		}
+		return end()
+	}
 }
 
 // notReady names why the kernel did not answer.

@@ -49,7 +49,8 @@ type Forwarder struct {
 	firstErr error
 	failed   chan struct{} // closed with the first failed forward
 	closed   bool
-	stop     chan struct{} // closed by close: ends the accept loops' backoff
+	stop     chan struct{}            // closed by close: ends the accept loops' backoff
+	primed   map[string][]chan primed // by remote address: Prime's connections, oldest first
 	wg       sync.WaitGroup
 }
 
@@ -192,10 +193,7 @@ func (f *Forwarder) serve(ln net.Listener, remote string) {
 		go func() {
 			defer f.wg.Done()
 			defer f.untrack(local)
-			f.mu.Lock()
-			d := f.dialer
-			f.mu.Unlock()
-			rc, err := d.Dial("tcp", remote)
+			rc, err := f.dial(remote)
 			if err != nil {
 				f.noteErr(fmt.Errorf("open forward to %s: %w", remote, err))
 				local.Close()
@@ -210,6 +208,18 @@ func (f *Forwarder) serve(ln net.Listener, remote string) {
 			relay(local, rc)
 		}()
 	}
+}
+
+// dial connects to remote for a local client: a primed connection if
+// there is one (Prime), else a new one through the current dialer.
+func (f *Forwarder) dial(remote string) (net.Conn, error) {
+	if c := f.takePrimed(remote); c != nil {
+		return c, nil
+	}
+	f.mu.Lock()
+	d := f.dialer
+	f.mu.Unlock()
+	return d.Dial("tcp", remote)
 }
 
 // relay copies both ways, passing a half-close on as a half-close, and
@@ -273,6 +283,7 @@ func (f *Forwarder) SetDialer(d Dialer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dialer = d
+	f.dropPrimed() // opened on the connection before
 }
 
 // DropConnections closes every relayed connection but keeps listening.
@@ -285,6 +296,7 @@ func (f *Forwarder) DropConnections() {
 	for c := range f.conns {
 		c.Close()
 	}
+	f.dropPrimed()
 }
 
 func (f *Forwarder) track(c net.Conn) bool {
@@ -339,6 +351,7 @@ func (f *Forwarder) Close() error {
 		close(f.stop)
 	}
 	f.closed = true
+	f.dropPrimed()
 	var errs []error
 	for _, ln := range f.listeners {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
