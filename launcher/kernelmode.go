@@ -177,7 +177,6 @@ func (s *session) serveManager(lns []net.Listener) {
 	}
 	s.fw = forward.Serve(forward.SSH{Client: s.now().ch.Host()}, targets, lns)
 	fw := s.fw
-	fw.Prime(map[string]int{"shell_port": 1, "iopub_port": 1, "stdin_port": 1, "control_port": 1, "hb_port": 1}) // the manager's
 	s.push("close forwards", func() error {
 		s.linkDeadAtEnd()
 		return fw.Close()

@@ -324,7 +324,7 @@ wake_on() {
     n=$((n+1))
   done
 }
-stop_waking() { [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }; }
+stop_waking() { [ -z "${ev:-}" ] || rm -f "$ev"; [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }; }
 
 # wait_json reports the connection file once the kernel has written it (or
 # printed it), or why it never will.
