@@ -236,10 +236,7 @@ func relay(a, b net.Conn) {
 	}()
 	_, _ = copyConn(a, b)
 	closeWrite(a)
-	var closed <-chan struct{}
-	if cc, ok := b.(interface{ Closed() <-chan struct{} }); ok {
-		closed = cc.Closed()
-	}
+	closed := closedOf(b)
 	select {
 	case <-upDone:
 	case <-closed:

@@ -84,15 +84,19 @@ func (f *Forwarder) takePrimed(remote string) net.Conn {
 	return p.conn
 }
 
-// isClosed reports whether the server already closed c (an SSH channel
-// that knows it).
-func isClosed(c net.Conn) bool {
-	cc, ok := c.(interface{ Closed() <-chan struct{} })
-	if !ok {
-		return false
+// closedOf is closed once the server closes c, for an SSH channel that
+// knows it (SSH's connections); nil, never closed, for others.
+func closedOf(c net.Conn) <-chan struct{} {
+	if cc, ok := c.(interface{ Closed() <-chan struct{} }); ok {
+		return cc.Closed()
 	}
+	return nil
+}
+
+// isClosed reports whether the server already closed c.
+func isClosed(c net.Conn) bool {
 	select {
-	case <-cc.Closed():
+	case <-closedOf(c):
 		return true
 	default:
 		return false
