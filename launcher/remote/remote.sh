@@ -213,7 +213,8 @@ watchdog() {
 hold() {
   : > "$hold"
   (
-    sent=
+    sent=; soon=; look_iw=
+    [ "$inotify" = 1 ] && command -v inotifywait >/dev/null 2>&1 && look_iw=1
     trap 'end_snooze; exit 0' TERM # end_helpers ends it: its snooze goes with it
     while :; do
       relay_sched
@@ -237,7 +238,7 @@ hold() {
         finish; say KQ-DIED; kill $$ 2>/dev/null; exit 0
       fi
       say KQ-TICK || exit 0
-      snooze 1
+      next_look
     done
   ) &
   ticker=$!
@@ -253,6 +254,23 @@ hold() {
   done
   end_helpers
 }
+
+# next_look waits for the ticker's next look at the kernel: $tick_every
+# seconds, or less when the kernel's log is closed, which its exit does
+# (where inotifywait is; 0.1 s later a second look, for an exit still
+# under way), so that a kernel that a manager's shutdown_request ended is
+# reported as soon as it is gone. Each wait is an inotifywait of its own
+# with a timeout, in snooze's place: it ends by itself, also when its shell
+# was killed outright. One that cannot watch (exit 1) is not tried again.
+next_look() {
+  if [ -n "$soon" ]; then soon=; snooze 0.1; return 0; fi
+  if [ -z "$look_iw" ] || [ ! -e "$log" ]; then snooze "$tick_every"; return 0; fi
+  inotifywait -qq -t "$tick_every" -e close_write "$log" >/dev/null 2>&1 &
+  napper=$!; wait "$napper"; rc=$?; napper=
+  case $rc in 0) soon=1;; 2) ;; *) look_iw=;; esac
+}
+tick_every=1
+
 # relay_sched passes a batch job's status line (job.sh) on to kq when it
 # changed since the last one sent.
 relay_sched() {

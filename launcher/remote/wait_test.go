@@ -54,20 +54,21 @@ func TestRemoteWaitForConnectionFile(t *testing.T) {
 	}
 }
 
-// waitNoInotify fails when an inotifywait watching rt is still running a
-// moment after the connection file was reported.
+// waitNoInotify fails when an inotifywait watching the dir rt itself (the
+// wait for the connection file; the hold watches the kernel's log in it)
+// is still running a moment after the connection file was reported.
 func waitNoInotify(t *testing.T, rt string) {
+	t.Helper()
+	waitNoWatch(t, func(target string) bool { return target == rt })
+}
+
+// waitNoWatch fails when an inotifywait whose target matches is still
+// running 3 s on.
+func waitNoWatch(t *testing.T, match func(target string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		left := ""
-		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-		for _, p := range procs {
-			b, _ := os.ReadFile(p)
-			if c := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(c, "inotifywait") && strings.Contains(c, rt) {
-				left = c
-			}
-		}
+		left := inotifyWatching(match)
 		if left == "" {
 			return
 		}
@@ -76,6 +77,25 @@ func waitNoInotify(t *testing.T, rt string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// inotifyWatching is the command line of a running inotifywait whose
+// target (its last argument) matches, or "".
+func inotifyWatching(match func(target string) bool) string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if strings.HasSuffix(args[0], "inotifywait") && match(args[len(args)-1]) {
+			return strings.Join(args, " ")
+		}
+	}
+	return ""
+}
+
+// under matches rt and every path in it.
+func under(rt string) func(string) bool {
+	return func(target string) bool { return target == rt || strings.HasPrefix(target, rt+"/") }
 }
 
 // TestRemoteRuntimeDirLikeJupyter: without a runtime_dir setting, the
@@ -124,7 +144,7 @@ func TestRemoteWaitHelpersEndWithIt(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !inotifyRunning(rt) {
+	for inotifyWatching(under(rt)) == "" {
 		if time.Now().After(deadline) {
 			t.Fatal("no inotifywait while the start waits")
 		}
@@ -136,18 +156,7 @@ func TestRemoteWaitHelpersEndWithIt(t *testing.T) {
 		}
 	}
 	_ = r.cmd.Process.Kill()
-	waitNoInotify(t, rt)
-}
-
-func inotifyRunning(rt string) bool {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		if c := string(b); strings.Contains(c, "inotifywait") && strings.Contains(c, rt) {
-			return true
-		}
-	}
-	return false
+	waitNoWatch(t, under(rt))
 }
 
 // descendants are the processes below pid, found by their parent pids.
@@ -172,4 +181,37 @@ func descendants(pid int) []int {
 		}
 	}
 	return out
+}
+
+// TestRemoteHoldSeesKernelExit: a kernel that exits by itself (as after a
+// kernel manager's shutdown_request) is reported (KQ-DIED) as soon as its
+// log is closed, where inotifywait is, and not at the ticker's next look
+// (30 s away here); when polling, at the next tick. Its files are removed
+// and nothing of the hold's watch is left running.
+func TestRemoteHoldSeesKernelExit(t *testing.T) {
+	for _, poll := range []bool{false, true} {
+		t.Run(map[bool]string{false: "events", true: "poll"}[poll], func(t *testing.T) {
+			op := "op_start"
+			if !poll {
+				if _, err := exec.LookPath("inotifywait"); err != nil {
+					t.Skip("no inotifywait (Debian: inotify-tools)")
+				}
+				op = "tick_every=30; op_start"
+			}
+			rt := filepath.Join(t.TempDir(), "rt")
+			body := `printf '{"shell_port": 1}\n' > "$file"; sleep 1; exit 0`
+			spec := KernelSpec{Command: fakeKernel(t, body), RuntimeDir: rt, ID: "x", Linger: time.Minute}
+			r := runRemote(t, "/bin/sh", vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript(), poll: poll}, op)
+			r.until(tagEnd)
+			began := time.Now()
+			r.until(tagDied)
+			if took := time.Since(began); !poll && took > 15*time.Second {
+				t.Fatalf("the kernel's exit was reported after %v: at a tick, not when its log closed", took)
+			}
+			waitNoWatch(t, under(rt))
+			if left, _ := filepath.Glob(filepath.Join(rt, "kernel-kq-x*")); len(left) > 0 {
+				t.Errorf("files left after the kernel's exit: %v", left)
+			}
+		})
+	}
 }
