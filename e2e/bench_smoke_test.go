@@ -13,8 +13,11 @@ import (
 // TestBenchQuick: the benchmark command (e2e/bench) runs end to end in its
 // smoke mode on loopback: every method reaches a first cell, measures and
 // cleans up, and the table and charts are written; its scale mode starts 4
-// kq sessions at once, all of which run their cell, and its footprint mode
-// streams 4 MiB through one. Timings are printed, never checked.
+// kq sessions at once, all of which run their cell, its footprint mode
+// streams 4 MiB through one, and its manager mode takes the local kernel and
+// kq kernel through start, interrupt (the cell must end in
+// KeyboardInterrupt), two restarts and shutdown under jupyter_client's
+// KernelManager. Timings are printed, never checked.
 func TestBenchQuick(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bench")
@@ -23,7 +26,7 @@ func TestBenchQuick(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out")
 	cmd := exec.CommandContext(contextFor(t, 5*time.Minute), bin, "-quick", "-scenarios", "loopback", "-kq", kqBin, "-out", out,
-		"-scale", "4", "-footprint", "4")
+		"-scale", "4", "-footprint", "4", "-manager", "1")
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench -quick: %v\n%s", err, b)
@@ -34,8 +37,9 @@ func TestBenchQuick(t *testing.T) {
 		}
 	}
 	// The scale table's row starts with the sessions and how many
-	// succeeded: all 4.
-	for _, m := range []string{"**scale: 4 kq sessions", "\n| 4 | 4 |", "**footprint: 4 MiB", "\n| kq | 1 |"} {
+	// succeeded: all 4; a manager mode's row, with its runs: 1.
+	for _, m := range []string{"**scale: 4 kq sessions", "\n| 4 | 4 |", "**footprint: 4 MiB", "\n| kq | 1 |",
+		"**a kernel under jupyter_client's KernelManager", "\n| loopback | floor | 1 |", "\n| loopback | kq | 1 |"} {
 		if !strings.Contains(string(b), m) {
 			t.Errorf("no %q in:\n%s", m, b)
 		}

@@ -99,7 +99,7 @@ func setup(t *runner, o options) *bench {
 func (b *bench) setupScenarios() {
 	t, o := b.t, b.o
 	scs := strings.Split(o.scenarios, ",")
-	if !o.compare {
+	if !o.compare && o.manager == 0 {
 		scs = nil
 	}
 	for _, s := range scs {

@@ -13,6 +13,9 @@
 //	go run ./e2e/bench -compare=false -scale 50 -footprint 100
 //	                              # only 50 sessions at once, and kq's memory
 //	                              # while 100 MiB of output streams through it
+//	go run ./e2e/bench -compare=false -manager 5
+//	                              # only kq kernel under jupyter_client's
+//	                              # KernelManager: start, interrupt, restart
 //
 // It needs root, /usr/sbin/sshd and Debian's Jupyter (/usr/bin/python3),
 // no network beyond this machine, and removes everything it made (sshd,
@@ -52,6 +55,7 @@ type options struct {
 	compare      bool // the interleaved comparison of the methods
 	scale        int  // sessions of the scale mode, 0: none
 	footprint    int  // MiB streamed in the footprint mode, 0: none
+	manager      int  // repetitions of the manager mode, 0: none
 	scaleHold    bool // hold sshd until every session's connection waits
 }
 
@@ -83,6 +87,7 @@ func parseFlags(args []string) options {
 	fs.IntVar(&o.scale, "scale", 0, "scale mode: start this many kq sessions at once on an sshd with OpenSSH's default MaxStartups")
 	fs.BoolVar(&o.scaleHold, "scale-hold", true, "scale mode: stop sshd until every session's TCP connection waits in its listen queue, so that all arrive at once")
 	fs.IntVar(&o.footprint, "footprint", 0, "footprint mode: stream this many MiB of iopub output through one session of each kq method, -reps times")
+	fs.IntVar(&o.manager, "manager", 0, "manager mode: this many repetitions of a kernel's life under jupyter_client's KernelManager (start, interrupt, two restarts, shutdown), the local kernel and kq kernel of each kq method in each scenario")
 	_ = fs.Parse(args)
 	if o.quick {
 		o.reps, o.warmup, o.rtts, o.bigSize, o.smallCount = 1, 0, 10, 2_000_000, 32

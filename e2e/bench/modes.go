@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// modes runs the scale and footprint modes that were asked for, prints
+// modes runs the scale, footprint and manager modes that were asked for, prints
 // their tables and, with -out, writes them to modes.md there.
 func (b *bench) modes() error {
 	var md strings.Builder
@@ -22,6 +22,16 @@ func (b *bench) modes() error {
 		fps, err := b.footprints(b.fpSc, b.o.footprint, b.o.reps)
 		if len(fps) > 0 {
 			printFootprints(&md, b.o.footprint, fps)
+		}
+		if err != nil {
+			fmt.Print(md.String())
+			return err
+		}
+	}
+	if b.o.manager > 0 {
+		runs, err := b.managerRuns(b.o.manager)
+		if len(runs) > 0 {
+			printManaged(&md, runs)
 		}
 		if err != nil {
 			fmt.Print(md.String())
