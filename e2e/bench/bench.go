@@ -318,7 +318,7 @@ func (b *bench) end(r *run, m *method, s *sample) error {
 		if err := r.kqStop(); err != nil {
 			return err
 		}
-		for _, k := range []string{"teardown", "kq cpu", "kq rss", "kq syscr", "kq syscw"} {
+		for _, k := range []string{"teardown", "kq cpu", "kq rss", "kq syscr", "kq syscw", "kq procs", "kq conns"} {
 			s.Marks[k] = r.marks[k]
 		}
 	}

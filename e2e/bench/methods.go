@@ -403,6 +403,7 @@ func (r *run) kqStop() error {
 		return nil
 	}
 	r.procIO()
+	r.countTree()
 	hwm := peakRSS(r.kq.Process.Pid)
 	t := time.Now()
 	r.front.Close()
@@ -425,6 +426,19 @@ func (r *run) kqStop() error {
 		return fmt.Errorf("kq: %s\n%s", r.kq.ProcessState, r.stderr)
 	}
 	return nil
+}
+
+// countTree records how many kq processes the session runs and how many
+// TCP connections they hold to the first hop's sshd (the proxy's port
+// through the hop): one and one, also through the login host, whose SSH
+// connection to the server kq carries inside the first.
+func (r *run) countTree() {
+	port := r.sc.hosts[0].Port
+	if r.sc.proxy != nil {
+		port = r.sc.proxy.port()
+	}
+	procs, conns := kqTree(r.kq.Process.Pid, port)
+	r.marks["kq procs"], r.marks["kq conns"] = float64(procs), float64(conns)
 }
 
 // procIO records kq's read and write system calls so far (syscr and

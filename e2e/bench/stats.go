@@ -130,14 +130,31 @@ func row(s, kq *summary) string {
 		s.bigMed, s.smMed, tput, turns)
 }
 
-// stepOrder is the order of the steps' marks in the breakdown.
-var stepOrder = []string{"connected", "kernel", "scp", "tunnels", "forwarded", "ready", "frontend", "teardown"}
+// stepNames are the marks of a method's steps, in the order they end.
+var stepNames = []string{"connected", "kernel", "scp", "tunnels", "forwarded", "ready", "frontend"}
+
+// stepsByTime are the steps that have marks, in stepNames' order, except
+// that a kq whose ready check runs beside the frontend (its "ready" after
+// "frontend") has them the other way round.
+func stepsByTime(marks map[string][]float64) []string {
+	var out []string
+	for _, k := range stepNames {
+		if _, ok := marks[k]; ok {
+			out = append(out, k)
+		}
+	}
+	r, f := slices.Index(out, "ready"), slices.Index(out, "frontend")
+	if r >= 0 && f == r+1 && median(marks["ready"]) > median(marks["frontend"]) {
+		out[r], out[f] = out[f], out[r]
+	}
+	return out
+}
 
 // breakdown is when each step of each method ended (medians, seconds
 // after the start), then the first cell.
 func breakdown(results []sample, methods []string, scenarios []string) string {
 	var b strings.Builder
-	b.WriteString("| scenario | method | step ended at, median s (+delta from the step before, round trips on the slow link so far) | first cell | kq teardown s | kq CPU s per run (ssh's for ssh -L x5) | kq peak RSS MiB | kq read / write syscalls per run |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | method | step ended at, median s (+delta from the step before, round trips on the slow link so far) | first cell | kq teardown s | kq CPU s per run (ssh's for ssh -L x5) | kq peak RSS MiB | kq read / write syscalls per run | kq processes / TCP connections to the first hop |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range scenarios {
 		for _, m := range methods {
 			s := summarize(results, m, sc)
@@ -146,18 +163,16 @@ func breakdown(results []sample, methods []string, scenarios []string) string {
 			}
 			var steps []string
 			prev := 0.0
-			for _, k := range stepOrder {
-				if v, ok := s.marks[k]; ok && k != "teardown" {
-					med := median(v)
-					step := fmt.Sprintf("%s %.3f (+%.3f", k, med, med-prev)
-					if rt, ok := s.marks["rt "+k]; ok {
-						step += fmt.Sprintf(", %.0f RT", median(rt))
-					}
-					steps = append(steps, step+")")
-					prev = med
+			for _, k := range stepsByTime(s.marks) {
+				med := median(s.marks[k])
+				step := fmt.Sprintf("%s %.3f (+%.3f", k, med, med-prev)
+				if rt, ok := s.marks["rt "+k]; ok {
+					step += fmt.Sprintf(", %.0f RT", median(rt))
 				}
+				steps = append(steps, step+")")
+				prev = med
 			}
-			kq := []string{"—", "—", "—", "—"}
+			kq := []string{"—", "—", "—", "—", "—"}
 			for i, k := range []string{"teardown", "kq cpu", "kq rss"} {
 				if v, ok := s.marks[k]; ok {
 					kq[i] = fmt.Sprintf("%.3f", median(v))
@@ -168,6 +183,9 @@ func breakdown(results []sample, methods []string, scenarios []string) string {
 			}
 			if r, ok := s.marks["kq syscr"]; ok {
 				kq[3] = fmt.Sprintf("%.0f / %.0f", median(r), median(s.marks["kq syscw"]))
+			}
+			if p, ok := s.marks["kq procs"]; ok {
+				kq[4] = fmt.Sprintf("%.0f / %.0f", maxOf(p), maxOf(s.marks["kq conns"]))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %.3f (+%.3f) | %s |\n", sc, m, strings.Join(steps, ", "), s.firstMed, s.firstMed-prev,
 				strings.Join(kq, " | "))
