@@ -20,12 +20,14 @@ def cell(kc, code="1+1"):
 
 
 def interrupt(km, kc):
-    """Seconds from interrupt_kernel to the reply of a cell it interrupted."""
-    msg_id = kc.execute("import time; time.sleep(30)")
+    """Seconds from interrupt_kernel to the reply of a cell it interrupted,
+    once the cell's code runs (a SIGINT that comes before ipykernel has put
+    in its handler for the cell is lost, as it would be for a person)."""
+    msg_id = kc.execute("import time; print('running', flush=True); time.sleep(30)")
     deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:  # the cell runs: its busy status
+    while time.monotonic() < deadline:  # the cell's own code runs: its output
         m = kc.get_iopub_msg(timeout=TIMEOUT)
-        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream":
             break
     t = time.monotonic()
     km.interrupt_kernel()
