@@ -169,10 +169,15 @@ func newHostKeyError(s profiles.SSHSettings, hostname string, key ssh.PublicKey,
 // knownHostsAddress is the name the host key is looked up and recorded
 // under (issue 11, point 3): the HostKeyAlias alone when there is one (as
 // OpenSSH, which then adds no port: "alias", not "[alias]:2222"), else
-// "[host]:port" ("host" on port 22).
+// "[host]:port" ("host" on port 22). An alias written as known_hosts
+// writes a host on another port ("[host]:2222") is that name as it stands,
+// as OpenSSH takes it.
 func knownHostsAddress(s profiles.SSHSettings) string {
-	if s.HostKeyAlias != "" {
-		return net.JoinHostPort(s.HostKeyAlias, "22")
+	if a := s.HostKeyAlias; a != "" {
+		if _, _, err := net.SplitHostPort(a); err == nil && strings.HasPrefix(a, "[") {
+			return a
+		}
+		return net.JoinHostPort(a, "22")
 	}
 	return s.Address()
 }

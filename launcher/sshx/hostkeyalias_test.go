@@ -14,7 +14,8 @@ import (
 // TestHostKeyAlias: with HostKeyAlias the key is looked up under the alias
 // alone (a known_hosts holding only "alias KEY" passes StrictHostKeyChecking
 // yes, one holding only the address does not), and a new key is recorded
-// under the alias, as OpenSSH writes it (no port).
+// under the alias, as OpenSSH writes it (no port). An alias in known_hosts'
+// own form for another port ("[127.0.0.1]:2299") is looked up as it stands.
 func TestHostKeyAlias(t *testing.T) {
 	addr, kh := kbdServer(t)
 	data, err := os.ReadFile(kh)
@@ -43,6 +44,13 @@ func TestHostKeyAlias(t *testing.T) {
 	}
 	if err := dial(aliasKH, "", "yes"); !errors.Is(err, kinds.HostKey) {
 		t.Fatalf("no alias, only the alias known: %v", err)
+	}
+	bracketKH := filepath.Join(t.TempDir(), "bracket_known_hosts")
+	if err := os.WriteFile(bracketKH, []byte("[127.0.0.1]:2299 "+key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(bracketKH, "[127.0.0.1]:2299", "yes"); err != nil {
+		t.Fatalf("alias [127.0.0.1]:2299 in known_hosts: %v", err)
 	}
 	fresh := filepath.Join(t.TempDir(), "new_known_hosts")
 	if err := dial(fresh, "other-alias", "accept-new"); err != nil {
