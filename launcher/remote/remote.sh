@@ -94,23 +94,52 @@ check_rt() {
 # stamp prints a process's start time, which tells it apart from a later
 # process that got the same pid.
 stamp() {
-  if [ -r "/proc/$1/stat" ]; then sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f20
+  if proc_stat "$1"; then say "$pstart"
   else ps -o lstart= -p "$1" 2>/dev/null; fi
+}
+# proc_stat reads /proc/PID/stat with the shell's own read (alive runs
+# every second in every session, and during a start at every event: no
+# process of its own): $pstate is the process's state letter, $pstart its
+# start time. It fails where /proc does not tell.
+proc_stat() {
+  pstate=; pstart=
+  IFS= read -r pl 2>/dev/null < "/proc/$1/stat" || return 1
+  pl=${pl##*) } # the command name, which may hold spaces and ")", ends at the last ") "
+  oifs=$IFS; IFS=' '
+  # shellcheck disable=SC2086 # split into the fields on purpose
+  set -- $pl
+  IFS=$oifs
+  pstate=$1; pstart=${20:-}
 }
 # pid is the kernel's pid from its meta file, else the last one this shell
 # saw ($last), so that files removed by someone else cannot make the
 # watchdog lose its kernel; started is that pid's recorded start time.
 last=; last_start=
-meta_field() { sed -n "s/^$1=//p" "$meta" 2>/dev/null; }
-pid() { v=$(meta_field pid); say "${v:-$last}"; }
-started() { v=$(meta_field start); say "${v:-$last_start}"; }
+# meta_get KEY sets $mv to KEY's value in the meta file ("" without one),
+# read by the shell itself; meta_field prints it.
+meta_get() {
+  mv=
+  [ -r "$meta" ] || return 0
+  while IFS= read -r ml; do
+    case $ml in "$1="*) mv=${ml#*=}; return 0;; esac
+  done < "$meta"
+}
+meta_field() { meta_get "$1"; [ -z "$mv" ] || say "$mv"; }
+pid() { meta_get pid; say "${mv:-$last}"; }
+started() { meta_get start; say "${mv:-$last_start}"; }
 # A zombie (not yet reaped by init) is dead too; /proc tells where it exists.
-zombie() { [ -r "/proc/$1/stat" ] && sed 's/.*) //' "/proc/$1/stat" | cut -c1 | grep -q Z; }
+zombie() { proc_stat "$1" && [ "$pstate" = Z ]; }
 # alive: the recorded pid runs, is no zombie, and is still the process kq
 # started (same start time), not another one that reused its pid.
 alive() {
-  p=$(pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! zombie "$p" || return 1
-  s=$(started); [ -z "$s" ] || [ "$(stamp "$p")" = "$s" ]
+  meta_get pid; p=${mv:-$last}
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+  meta_get start; s=${mv:-$last_start}
+  if proc_stat "$p"; then
+    [ "$pstate" != Z ] && { [ -z "$s" ] || [ "$pstart" = "$s" ]; }
+  else
+    [ -z "$s" ] || [ "$(stamp "$p")" = "$s" ]
+  fi
 }
 # snooze sleeps $1 seconds in a child that holds none of the session's
 # output (so sshd never waits for it) and that end_snooze, called from a TERM

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -214,4 +215,51 @@ func TestRemoteHoldSeesKernelExit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoteProcStat: remote.sh's own reading of /proc/PID/stat (no
+// process of its own) gives a process's state and its start time, the
+// field that tells it apart from a later process with the same pid, for a
+// process whose command name holds spaces and a ")"; alive is false for a
+// zombie and for a pid whose start time is not the recorded one.
+func TestRemoteProcStat(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	dir := t.TempDir()
+	odd := filepath.Join(dir, "odd) name x")
+	must(t, os.Symlink("/bin/sleep", odd))
+	child := exec.Command(odd, "30")
+	must(t, child.Start())
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	zomb := exec.Command("/bin/true")
+	must(t, zomb.Start())
+	t.Cleanup(func() { _ = zomb.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for running(zomb.Process.Pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // not waited for: a zombie once it exits
+	}
+	want := procStart(t, child.Process.Pid)
+	for _, sh := range shells(t) {
+		op := fmt.Sprintf(`proc_stat %d; say "$pstate $pstart"; say "$(stamp %d)"
+last=%d; last_start=%s; alive && say alive || say dead
+last=%d; last_start=1; alive && say alive || say dead
+last=%d; last_start=; alive && say alive || say dead
+say KQ-JSON-END`, child.Process.Pid, child.Process.Pid, child.Process.Pid, want, child.Process.Pid, zomb.Process.Pid)
+		r := runRemote(t, sh, vars{rt: filepath.Join(dir, "rt"), id: "none"}, op)
+		got := r.until(tagEnd)
+		wantLines := []string{"S " + want, want, "alive", "dead", "dead", tagEnd}
+		if !slices.Equal(got, wantLines) {
+			t.Errorf("%s: got %q, want %q", sh, got, wantLines)
+		}
+	}
+}
+
+// procStart is field 22 of /proc/PID/stat: the process's start time.
+func procStart(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(t, err)
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndex(s, ") ")+2:])
+	return f[19]
 }
