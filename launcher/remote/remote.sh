@@ -127,8 +127,12 @@ meta_get() {
 meta_field() { meta_get "$1"; [ -z "$mv" ] || say "$mv"; }
 pid() { meta_get pid; say "${mv:-$last}"; }
 started() { meta_get start; say "${mv:-$last_start}"; }
-# A zombie (not yet reaped by init) is dead too; /proc tells where it exists.
-zombie() { proc_stat "$1" && [ "$pstate" = Z ]; }
+# A zombie (not yet reaped by init) is dead too; /proc tells where it
+# exists. But a process whose main thread has ended shows as a zombie while
+# its other threads still run (a kernel's end), holding its sockets: it is
+# gone only once it has no thread but that one left.
+zombie() { proc_stat "$1" && [ "$pstate" = Z ] && ! threads_left "$1"; }
+threads_left() { set -- /proc/"$1"/task/*; [ "$#" -gt 1 ]; }
 # alive: the recorded pid runs, is no zombie, and is still the process kq
 # started (same start time), not another one that reused its pid.
 alive() {
@@ -136,7 +140,7 @@ alive() {
   [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
   meta_get start; s=${mv:-$last_start}
   if proc_stat "$p"; then
-    [ "$pstate" != Z ] && { [ -z "$s" ] || [ "$pstart" = "$s" ]; }
+    { [ "$pstate" != Z ] || threads_left "$p"; } && { [ -z "$s" ] || [ "$pstart" = "$s" ]; }
   else
     [ -z "$s" ] || [ "$(stamp "$p")" = "$s" ]
   fi

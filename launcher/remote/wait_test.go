@@ -221,7 +221,8 @@ func TestRemoteHoldSeesKernelExit(t *testing.T) {
 // process of its own) gives a process's state and its start time, the
 // field that tells it apart from a later process with the same pid, for a
 // process whose command name holds spaces and a ")"; alive is false for a
-// zombie and for a pid whose start time is not the recorded one.
+// zombie and for a pid whose start time is not the recorded one, and true
+// for a process whose main thread has ended while another thread runs.
 func TestRemoteProcStat(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("no /proc")
@@ -239,16 +240,27 @@ func TestRemoteProcStat(t *testing.T) {
 	for running(zomb.Process.Pid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // not waited for: a zombie once it exits
 	}
+	// A process whose main thread ended while another thread runs (as a
+	// kernel's end goes) shows as a zombie, and is not gone yet.
+	threads := exec.Command("/usr/bin/python3", "-c",
+		"import ctypes, threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(0.1); ctypes.CDLL(None).pthread_exit(None)")
+	must(t, threads.Start())
+	t.Cleanup(func() { _ = threads.Process.Kill(); _ = threads.Wait() })
+	for running(threads.Process.Pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // its main thread ends
+	}
 	want := procStart(t, child.Process.Pid)
 	for _, sh := range shells(t) {
 		op := fmt.Sprintf(`proc_stat %d; say "$pstate $pstart"; say "$(stamp %d)"
 last=%d; last_start=%s; alive && say alive || say dead
 last=%d; last_start=1; alive && say alive || say dead
 last=%d; last_start=; alive && say alive || say dead
-say KQ-JSON-END`, child.Process.Pid, child.Process.Pid, child.Process.Pid, want, child.Process.Pid, zomb.Process.Pid)
+last=%d; last_start=; alive && say alive || say dead
+say KQ-JSON-END`, child.Process.Pid, child.Process.Pid, child.Process.Pid, want, child.Process.Pid, zomb.Process.Pid,
+			threads.Process.Pid)
 		r := runRemote(t, sh, vars{rt: filepath.Join(dir, "rt"), id: "none"}, op)
 		got := r.until(tagEnd)
-		wantLines := []string{"S " + want, want, "alive", "dead", "dead", tagEnd}
+		wantLines := []string{"S " + want, want, "alive", "dead", "dead", "alive", tagEnd}
 		if !slices.Equal(got, wantLines) {
 			t.Errorf("%s: got %q, want %q", sh, got, wantLines)
 		}
