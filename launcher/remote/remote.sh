@@ -127,14 +127,14 @@ meta_get() {
 meta_field() { meta_get "$1"; [ -z "$mv" ] || say "$mv"; }
 pid() { meta_get pid; say "${mv:-$last}"; }
 started() { meta_get start; say "${mv:-$last_start}"; }
-# A zombie (not yet reaped by init) is dead too; /proc tells where it
-# exists. But a process whose main thread has ended shows as a zombie while
-# its other threads still run (a kernel's end), holding its sockets: it is
-# gone only once it has no thread but that one left.
-zombie() { proc_stat "$1" && [ "$pstate" = Z ] && ! threads_left "$1"; }
+# threads_left: the process has a thread besides its main one. One whose
+# main thread has ended shows as a zombie while its other threads still run
+# (a kernel's end), holding its sockets.
 threads_left() { set -- /proc/"$1"/task/*; [ "$#" -gt 1 ]; }
-# alive: the recorded pid runs, is no zombie, and is still the process kq
-# started (same start time), not another one that reused its pid.
+# alive: the recorded pid runs, is no zombie (one not yet reaped by init is
+# dead too, once no thread of it is left; /proc tells where it exists), and
+# is still the process kq started (same start time), not another one that
+# reused its pid.
 alive() {
   meta_get pid; p=${mv:-$last}
   [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
