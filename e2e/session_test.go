@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -444,42 +443,35 @@ func TestHostForms(t *testing.T) {
 }
 
 // TestReadyCheckFailsBesideFrontend: the ready check runs while the
-// frontend starts; a kernel whose ports the server cannot connect to
-// (nothing listens there) fails it through the real sshd, and that ends
-// the session, the frontend that had started included: exit 6 with the
-// forward's reason, and nothing is left on either side.
+// frontend starts. A kernel that takes connections through the real sshd
+// but never answers them, and exits 3 s later, fails the check; that ends
+// the session, the frontend that had started included: exit 7, and nothing
+// is left on either side. (With the check first, the frontend never ran.)
 func TestReadyCheckFailsBesideFrontend(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
-	ports := closedPorts(t, 5)
-	fake := filepath.Join(e.dir, "deaf-kernel.sh")
+	deaf := filepath.Join(e.dir, "deaf-kernel.py")
 	pidFile := filepath.Join(e.dir, "deaf.pid")
-	must(t, os.WriteFile(fake, []byte(fmt.Sprintf(`printf '{"shell_port": %d, "iopub_port": %d, "stdin_port": %d, "control_port": %d, "hb_port": %d, "ip": "127.0.0.1", "key": "k", "transport": "tcp", "signature_scheme": "hmac-sha256"}\n' > "$2"
-echo $$ > %s
-exec sleep 120
-`, ports[0], ports[1], ports[2], ports[3], ports[4], pidFile)), 0o755))
+	must(t, os.WriteFile(deaf, []byte(`import json, os, socket, sys, time
+with open(`+strconv.Quote(pidFile)+`, "w") as f:
+    f.write(str(os.getpid()) + "\n")
+socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(5)]
+ports = [s.getsockname()[1] for s in socks]
+names = ["shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"]
+info = dict(zip(names, ports), ip="127.0.0.1", key="k", transport="tcp", signature_scheme="hmac-sha256")
+with open(sys.argv[sys.argv.index("-f") + 1], "w") as f:
+    f.write(json.dumps(info))
+time.sleep(3)
+`), 0o644))
 	started := filepath.Join(e.dir, "frontend.pid")
 	p := e.baseProfile()
-	p["kernel"] = "/bin/sh " + fake
+	p["kernel"] = sysPython + " " + deaf
 	p["frontend"] = []string{"/bin/sh", "-c", `echo $$ > "$0"; exec sleep 60`, started, "{connection_file}"}
 	e.writeConfig(map[string]profile{"p": p})
 	r, code := e.runToEnd([]string{"p"})
-	if code != 6 || !strings.Contains(r.stderr.String(), "kq: error: ") || !strings.Contains(r.stderr.String(), "forward through") {
-		t.Fatalf("exit %d, want 6 and the forward's reason:\n%s", code, r.stderr)
+	if code != 7 || !strings.Contains(r.stderr.String(), "kq: error: ") {
+		t.Fatalf("exit %d, want 7 and the reason:\n%s", code, r.stderr)
 	}
 	front := waitPIDFile(t, started) // it ran: the check did not come first
 	sshdtest.WaitGone(t, front, 10*time.Second)
 	e.assertClean([]int{waitPIDFile(t, pidFile)}, nil)
-}
-
-// closedPorts are n ports on 127.0.0.1 that nothing listens on (bound and
-// released at once).
-func closedPorts(t *testing.T, n int) []int {
-	var out []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		must(t, err)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
-	}
-	return out
 }
