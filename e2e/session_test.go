@@ -445,8 +445,9 @@ func TestHostForms(t *testing.T) {
 // TestReadyCheckFailsBesideFrontend: the ready check runs while the
 // frontend starts. A kernel that takes connections through the real sshd
 // but never answers them, and exits 3 s later, fails the check; that ends
-// the session, the frontend that had started included: exit 7, and nothing
-// is left on either side. (With the check first, the frontend never ran.)
+// the session, the frontend that had started included, with an error, and
+// nothing is left on either side. (With the check first, the frontend never
+// ran.)
 func TestReadyCheckFailsBesideFrontend(t *testing.T) {
 	e := newEnv(t, sshdtest.Options{})
 	deaf := filepath.Join(e.dir, "deaf-kernel.py")
@@ -468,8 +469,10 @@ time.sleep(3)
 	p["frontend"] = []string{"/bin/sh", "-c", `echo $$ > "$0"; exec sleep 60`, started, "{connection_file}"}
 	e.writeConfig(map[string]profile{"p": p})
 	r, code := e.runToEnd([]string{"p"})
-	if code != 7 || !strings.Contains(r.stderr.String(), "kq: error: ") {
-		t.Fatalf("exit %d, want 7 and the reason:\n%s", code, r.stderr)
+	// 7 (the kernel exited before answering), or 6 when a reconnect of the
+	// check's own client to the dead kernel's port was refused first.
+	if (code != 7 && code != 6) || !strings.Contains(r.stderr.String(), "kq: error: ") {
+		t.Fatalf("exit %d, want 7 (or 6) and the reason:\n%s", code, r.stderr)
 	}
 	front := waitPIDFile(t, started) // it ran: the check did not come first
 	sshdtest.WaitGone(t, front, 10*time.Second)
