@@ -173,7 +173,8 @@ func presetFile(info *connfile.Info, kernelIP string) ([]byte, error) {
 func (s *session) serveManager(lns []net.Listener) {
 	var targets []forward.Target
 	for _, p := range s.k.info.Ports() {
-		targets = append(targets, forward.Target{Name: p.Name, Host: s.k.target, Port: p.Number})
+		targets = append(targets, forward.Target{Name: p.Name, Host: s.k.target, Port: p.Number,
+			Socket: forward.KernelSocket(p.Name)})
 	}
 	s.fw = forward.Serve(forward.SSH{Client: s.now().ch.Host()}, targets, lns)
 	fw := s.fw

@@ -350,7 +350,8 @@ func (s *session) forwardPorts(ctx context.Context) error {
 func (s *session) listen() error {
 	var targets []forward.Target
 	for _, port := range s.k.info.Ports() {
-		targets = append(targets, forward.Target{Name: port.Name, Host: s.k.target, Port: port.Number})
+		targets = append(targets, forward.Target{Name: port.Name, Host: s.k.target, Port: port.Number,
+			Socket: forward.KernelSocket(port.Name)})
 	}
 	fw, err := forward.Listen(forward.SSH{Client: s.now().ch.Host()}, targets)
 	if err != nil {

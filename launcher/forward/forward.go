@@ -14,6 +14,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,9 @@ type Forward struct {
 	Remote string
 	// Local is the bound listener address on 127.0.0.1.
 	Local *net.TCPAddr
+	// Socket is the ZeroMQ socket type behind Remote whose handshake is
+	// answered early (zmtp.go); "" relays plainly.
+	Socket string
 }
 
 // Forwarder relays every accepted local connection through one SSH
@@ -43,6 +47,7 @@ type Forwarder struct {
 	dialer    Dialer // guarded by mu: a reconnect swaps it
 	forwards  []Forward
 	listeners []net.Listener
+	plain     []atomic.Bool // by forward: its early answer was found wrong, relay plainly
 
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
@@ -75,6 +80,9 @@ type Target struct {
 	// Host and Port are where to connect, as seen from the SSH host.
 	Host string
 	Port int
+	// Socket is the kernel socket's ZeroMQ type (KernelSocket), whose
+	// handshake the forward answers early; "" for a plain relay.
+	Socket string
 }
 
 // Listen binds one listener per target on a free port of 127.0.0.1 and
@@ -126,11 +134,13 @@ func serve(d Dialer, targets []Target, lns []net.Listener) *Forwarder {
 			Name:   t.Name,
 			Remote: net.JoinHostPort(t.Host, strconv.Itoa(t.Port)),
 			Local:  lns[i].Addr().(*net.TCPAddr),
+			Socket: t.Socket,
 		})
 	}
+	f.plain = make([]atomic.Bool, len(targets))
 	for i, ln := range f.listeners {
 		f.wg.Add(1)
-		go f.serve(ln, f.forwards[i].Remote)
+		go f.serve(ln, i)
 	}
 	return f
 }
@@ -178,8 +188,9 @@ func (f *Forwarder) accept(ln net.Listener, remote string) net.Conn {
 	}
 }
 
-func (f *Forwarder) serve(ln net.Listener, remote string) {
+func (f *Forwarder) serve(ln net.Listener, i int) {
 	defer f.wg.Done()
+	remote := f.forwards[i].Remote
 	for {
 		local := f.accept(ln, remote)
 		if local == nil {
@@ -193,21 +204,40 @@ func (f *Forwarder) serve(ln net.Listener, remote string) {
 		go func() {
 			defer f.wg.Done()
 			defer f.untrack(local)
-			rc, err := f.dial(remote)
-			if err != nil {
-				f.noteErr(fmt.Errorf("open forward to %s: %w", remote, err))
-				local.Close()
-				return
-			}
-			if !f.track(rc) {
-				rc.Close()
-				local.Close()
-				return
-			}
-			defer f.untrack(rc)
-			relay(local, rc)
+			f.pass(local, i)
 		}()
 	}
+}
+
+// pass relays one accepted connection to forward i's target, answering a
+// ZeroMQ client's handshake from here first where the forward says so.
+func (f *Forwarder) pass(local net.Conn, i int) {
+	fw := &f.forwards[i]
+	var h handshake
+	if fw.Socket != "" && !f.plain[i].Load() {
+		h = answerClient(local, fw.Socket)
+	}
+	rc, err := f.dial(fw.Remote)
+	if err != nil {
+		f.noteErr(fmt.Errorf("open forward to %s: %w", fw.Remote, err))
+		local.Close()
+		return
+	}
+	if !f.track(rc) {
+		rc.Close()
+		local.Close()
+		return
+	}
+	defer f.untrack(rc)
+	down, err := h.meetKernel(rc)
+	if err != nil {
+		if errors.Is(err, errHandshake) {
+			f.plain[i].Store(true) // the client's socket reconnects, to a plain relay
+		}
+		local.Close()
+		return
+	}
+	relay(local, rc, down)
 }
 
 // dial connects to remote for a local client: a primed connection if
@@ -222,19 +252,20 @@ func (f *Forwarder) dial(remote string) (net.Conn, error) {
 	return d.Dial("tcp", remote)
 }
 
-// relay copies both ways, passing a half-close on as a half-close, and
-// closes both ends when both directions are done. When the remote end is
+// relay copies both ways (what b sends read from down, b itself or what
+// is left of it after the kernel's handshake), passing a half-close on as
+// a half-close, and closes both ends when both directions are done. When the remote end is
 // an SSH channel that the server closed (not just half-closed), the local
 // connection is closed as soon as everything the server sent is written,
 // as ssh -L does.
-func relay(a, b net.Conn) {
+func relay(a, b net.Conn, down io.Reader) {
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
 		_, _ = copyConn(b, a)
 		closeWrite(b)
 	}()
-	_, _ = copyConn(a, b)
+	_, _ = copyConn(a, down)
 	closeWrite(a)
 	closed := closedOf(b)
 	select {
