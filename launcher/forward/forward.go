@@ -54,8 +54,8 @@ type Forwarder struct {
 	firstErr error
 	failed   chan struct{} // closed with the first failed forward
 	closed   bool
-	stop     chan struct{}            // closed by close: ends the accept loops' backoff
-	primed   map[string][]chan primed // by remote address: Prime's connections, oldest first
+	stop     chan struct{}          // closed by close: ends the accept loops' backoff
+	primed   map[string][]primeSlot // by remote address: Prime's connections, oldest first
 	wg       sync.WaitGroup
 }
 
@@ -217,7 +217,7 @@ func (f *Forwarder) pass(local net.Conn, i int) {
 	if fw.Socket != "" && !f.plain[i].Load() {
 		h = answerClient(local, fw.Socket)
 	}
-	rc, err := f.dial(fw.Remote)
+	rc, down, err := f.dial(fw.Remote, h.full)
 	if err != nil {
 		f.noteErr(fmt.Errorf("open forward to %s: %w", fw.Remote, err))
 		local.Close()
@@ -229,7 +229,9 @@ func (f *Forwarder) pass(local net.Conn, i int) {
 		return
 	}
 	defer f.untrack(rc)
-	down, err := h.meetKernel(rc)
+	if down == nil { // not a greeted prime: the kernel has yet to be greeted
+		down, err = h.meetKernel(rc)
+	}
 	if err != nil {
 		if errors.Is(err, errHandshake) {
 			f.plain[i].Store(true) // the client's socket reconnects, to a plain relay
@@ -241,15 +243,18 @@ func (f *Forwarder) pass(local net.Conn, i int) {
 }
 
 // dial connects to remote for a local client: a primed connection if
-// there is one (Prime), else a new one through the current dialer.
-func (f *Forwarder) dial(remote string) (net.Conn, error) {
-	if c := f.takePrimed(remote); c != nil {
-		return c, nil
+// there is one that suits it (Prime; a greeted one, with what the kernel
+// sends after its handshake, only for a client whose handshake was
+// answered here), else a new one through the current dialer.
+func (f *Forwarder) dial(remote string, answered bool) (net.Conn, io.Reader, error) {
+	if c, down := f.takePrimed(remote, answered); c != nil {
+		return c, down, nil
 	}
 	f.mu.Lock()
 	d := f.dialer
 	f.mu.Unlock()
-	return d.Dial("tcp", remote)
+	c, err := d.Dial("tcp", remote)
+	return c, nil, err
 }
 
 // relay copies both ways (what b sends read from down, b itself or what

@@ -35,6 +35,16 @@ import (
 // forward, so the reconnection is relayed plainly. The client's READY and
 // messages wait here for the kernel's READY (meetKernel), so the handshake
 // costs one round trip through the tunnel where it cost three.
+//
+// A primed connection (prime.go) greets the kernel before any client
+// comes, as libzmq's clients do (ZMTP 3.1 NULL), and reads the kernel's
+// greeting and READY: a client that connects later (a frontend, seconds
+// after the ports are forwarded) then costs no round trip before its first
+// message. A ZMTP 3.0 client (zmq4, kq's own checks) that takes one meets
+// a kernel that believes it speaks 3.1; that changes nothing a kernel
+// sends it, as 3.1 adds only PING/PONG (sent only with ZMQ_HEARTBEAT_IVL
+// set, which Jupyter's kernels do not) and SUBSCRIBE/CANCEL (sent by
+// subscribers, not by a kernel).
 
 // The socket types of a Jupyter kernel's ports, for Target.Socket.
 const (

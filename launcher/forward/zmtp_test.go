@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,9 +150,6 @@ func rawKernel(t *testing.T, serve func(net.Conn)) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// clientGreeting is a ZMTP 3.1 NULL client's greeting.
-func clientGreeting() []byte { return append(append(signature(), 3), greetingRest(1)...) }
-
 // TestZMTPKernelDiffers: a kernel whose READY names a socket type other
 // than the one its client was told (a DEALER for a ROUTER) ends the
 // client's connection, and the forward relays the next one plainly: that
@@ -248,4 +246,165 @@ func TestReadyType(t *testing.T) {
 	if !sameForClients("REP", SocketRouter) || !sameForClients("XPUB", SocketPub) || sameForClients("DEALER", SocketRouter) {
 		t.Error("sameForClients")
 	}
+}
+
+// TestZMTPGreetedPrime: a primed connection on a kernel port has greeted
+// the kernel before any client came, so a client's READY follows that
+// greeting straight away (no greeting of its own goes through), on the
+// one primed connection; a client that is not ZeroMQ cannot take a
+// greeted one and gets a new dial.
+func TestZMTPGreetedPrime(t *testing.T) {
+	got := make(chan []byte, 4)
+	port := rawKernel(t, func(c net.Conn) {
+		_, _ = c.Write(append(clientGreeting(), ready(SocketRouter)...))
+		b := make([]byte, greetingLen+1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			got <- nil
+			return
+		}
+		got <- b
+		_, _ = io.Copy(io.Discard, c)
+	})
+	d := &countingDialer{}
+	fw, err := Listen(d, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port, Socket: SocketRouter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	fw.Prime(map[string]int{"shell_port": 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := zmq4.NewDealer(ctx)
+	defer c.Close()
+	if err := c.Dial(localURL(fw)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b[:greetingLen], clientGreeting()) || b[greetingLen]&commandFlag == 0 {
+			t.Fatalf("kernel got %x: want the prime's greeting, then the client's READY", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client's READY did not reach the kernel")
+	}
+	if n := d.n.Load(); n != 1 {
+		t.Fatalf("%d dials, want the one primed", n)
+	}
+
+	fw.Prime(map[string]int{"shell_port": 1})
+	plain, err := net.Dial("tcp", fw.Forwards()[0].Local.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	_ = plain.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := plain.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	want := append(clientGreeting(), ready(SocketRouter)...)
+	b := make([]byte, len(want))
+	if _, err := io.ReadFull(plain, b); err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("plain client got %x, %v: want the kernel's own greeting", b, err)
+	}
+	if n := d.n.Load(); n != 3 {
+		t.Fatalf("%d dials, want the second prime and a new one for the plain client", n)
+	}
+}
+
+// turnConn counts round trips on a connection to the kernel: reads that
+// bring data after something was written since the last one.
+type turnConn struct {
+	net.Conn
+	wrote atomic.Bool
+	turns *atomic.Int32
+}
+
+func (c *turnConn) Write(b []byte) (int, error) {
+	c.wrote.Store(true)
+	return c.Conn.Write(b)
+}
+
+func (c *turnConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.wrote.Swap(false) {
+		c.turns.Add(1)
+	}
+	return n, err
+}
+
+type turnDialer struct{ turns atomic.Int32 }
+
+func (d *turnDialer) Dial(network, addr string) (net.Conn, error) {
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &turnConn{Conn: c, turns: &d.turns}, nil
+}
+
+// TestZMTPLateClientOneRoundTrip: a client that connects once the primed
+// connection has greeted the kernel (as a frontend does, seconds after the
+// ports are forwarded) has its first reply after one round trip to the
+// kernel: its handshake costs none. (A relay that passed the handshake on
+// would need three; one that answered it but had not greeted the kernel
+// yet, two.)
+func TestZMTPLateClientOneRoundTrip(t *testing.T) {
+	port := rawKernel(t, libzmqKernel)
+	d := &turnDialer{}
+	fw, err := Listen(d, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port, Socket: SocketRouter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	fw.Prime(map[string]int{"shell_port": 1})
+	for i := 0; d.turns.Load() < 1; i++ { // the prime's greeting
+		if i == 500 {
+			t.Fatal("the primed connection did not greet the kernel")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // and its READY read
+	before := d.turns.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := zmq4.NewDealer(ctx)
+	defer c.Close()
+	if err := c.Dial(localURL(fw)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(zmq4.NewMsgString("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Recv(); err != nil || string(r.Frames[0]) != "pong" {
+		t.Fatalf("client got %q, %v", r.Frames, err)
+	}
+	if n := d.turns.Load() - before; n != 1 {
+		t.Fatalf("%d round trips to the kernel from the client's connect to its reply, want 1", n)
+	}
+	if fw.plain[0].Load() {
+		t.Fatal("the forward turned plain")
+	}
+}
+
+// libzmqKernel speaks as a libzmq 4.3 ROUTER does (ZMTP 3.1): its greeting
+// and READY, then it reads the peer's greeting, READY and one message,
+// and answers "pong".
+func libzmqKernel(c net.Conn) {
+	_, _ = c.Write(append(clientGreeting(), ready(SocketRouter)...))
+	r := bufio.NewReader(c)
+	if _, err := io.ReadFull(r, make([]byte, greetingLen)); err != nil {
+		return
+	}
+	if _, err := readReady(r); err != nil {
+		return
+	}
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(r, head); err != nil || head[0] != 0 {
+		return
+	}
+	if _, err := io.ReadFull(r, make([]byte, head[1])); err != nil {
+		return
+	}
+	_, _ = c.Write([]byte{0, 4, 'p', 'o', 'n', 'g'})
+	_, _ = io.Copy(io.Discard, r)
 }
