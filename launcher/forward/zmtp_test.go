@@ -36,6 +36,19 @@ func (d heldDialer) Dial(network, addr string) (net.Conn, error) {
 	return net.DialTimeout(network, addr, 5*time.Second)
 }
 
+// kernelForward forwards to the kernel port field on 127.0.0.1:port
+// through d, answering handshakes as that port's socket type; the test
+// closes it.
+func kernelForward(t *testing.T, d Dialer, field string, port int) *Forwarder {
+	t.Helper()
+	fw, err := Listen(d, []Target{{Name: field, Host: "127.0.0.1", Port: port, Socket: KernelSocket(field)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fw.Close() })
+	return fw
+}
+
 func localURL(fw *Forwarder) string {
 	return "tcp://127.0.0.1:" + strconv.Itoa(fw.Forwards()[0].Local.Port)
 }
@@ -47,11 +60,7 @@ func localURL(fw *Forwarder) string {
 func TestZMTPAnsweredBeforeKernel(t *testing.T) {
 	k, port := zmqKernel(t, zmq4.NewRouter)
 	d := heldDialer{release: make(chan struct{})}
-	fw, err := Listen(d, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port, Socket: SocketRouter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
+	fw := kernelForward(t, d, "shell_port", port)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := zmq4.NewDealer(ctx, zmq4.WithDialerTimeout(3*time.Second))
@@ -89,11 +98,7 @@ func TestZMTPAnsweredBeforeKernel(t *testing.T) {
 // it.
 func TestZMTPSubscriber(t *testing.T) {
 	k, port := zmqKernel(t, zmq4.NewPub)
-	fw, err := Listen(tcpDialer{}, []Target{{Name: "iopub_port", Host: "127.0.0.1", Port: port, Socket: KernelSocket("iopub_port")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
+	fw := kernelForward(t, tcpDialer{}, "iopub_port", port)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := zmq4.NewSub(ctx)
@@ -158,11 +163,7 @@ func TestZMTPKernelDiffers(t *testing.T) {
 	port := rawKernel(t, func(c net.Conn) {
 		_, _ = c.Write(append(clientGreeting(), ready("DEALER")...))
 	})
-	fw, err := Listen(tcpDialer{}, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port, Socket: SocketRouter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
+	fw := kernelForward(t, tcpDialer{}, "shell_port", port)
 	addr := fw.Forwards()[0].Local.String()
 	greetAs := func() []byte {
 		t.Helper()
@@ -202,11 +203,7 @@ func TestZMTPKernelDiffers(t *testing.T) {
 // not ZeroMQ at all, has its bytes relayed as they are, at once.
 func TestZMTPNotZeroMQ(t *testing.T) {
 	echo := rawKernel(t, func(c net.Conn) { _, _ = io.Copy(c, c) })
-	fw, err := Listen(tcpDialer{}, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: echo, Socket: SocketRouter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
+	fw := kernelForward(t, tcpDialer{}, "shell_port", echo)
 	c, err := net.Dial("tcp", fw.Forwards()[0].Local.String())
 	if err != nil {
 		t.Fatal(err)
@@ -266,11 +263,7 @@ func TestZMTPGreetedPrime(t *testing.T) {
 		_, _ = io.Copy(io.Discard, c)
 	})
 	d := &countingDialer{}
-	fw, err := Listen(d, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port, Socket: SocketRouter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
+	fw := kernelForward(t, d, "shell_port", port)
 	fw.Prime(map[string]int{"shell_port": 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -351,11 +344,7 @@ func (d *turnDialer) Dial(network, addr string) (net.Conn, error) {
 func TestZMTPLateClientOneRoundTrip(t *testing.T) {
 	port := rawKernel(t, libzmqKernel)
 	d := &turnDialer{}
-	fw, err := Listen(d, []Target{{Name: "shell_port", Host: "127.0.0.1", Port: port, Socket: SocketRouter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fw.Close()
+	fw := kernelForward(t, d, "shell_port", port)
 	fw.Prime(map[string]int{"shell_port": 1})
 	for i := 0; d.turns.Load() < 1; i++ { // the prime's greeting
 		if i == 500 {
