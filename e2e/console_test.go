@@ -219,6 +219,12 @@ func (c *consoleRun) interruptSleep() {
 	t.Logf("time.sleep ended %s after Ctrl-C", time.Since(start).Round(time.Millisecond))
 	s.waitScreen("In [3]:", 1, 30*time.Second)
 	s.snapshot("interrupted")
+	// jupyter console shows "In [3]:" at Ctrl-C, before the kernel has
+	// answered the interrupted cell; ipykernel (stop_on_error) aborts the
+	// requests it finds queued as it sends that error reply, so a line
+	// typed within milliseconds of the interrupt comes back "aborted"
+	// and prints nothing. A person takes longer than this to type it.
+	time.Sleep(time.Second)
 	s.typeLine("print('still', kq_var, os.getpid())")
 	s.waitFlushing(fmt.Sprintf("still 42 %d", first[0]), 30*time.Second)
 	s.waitFlushing("KeyboardInterrupt: ", 10*time.Second) // the kernel's traceback of the cell
