@@ -53,6 +53,19 @@ func localURL(fw *Forwarder) string {
 	return "tcp://127.0.0.1:" + strconv.Itoa(fw.Forwards()[0].Local.Port)
 }
 
+// dealerTo is a zmq4 DEALER connected through fw's first forward, closed
+// at the test's end; each of its waits ends within 10 s.
+func dealerTo(t *testing.T, fw *Forwarder) zmq4.Socket {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c := zmq4.NewDealer(ctx)
+	t.Cleanup(func() { c.Close(); cancel() })
+	if err := c.Dial(localURL(fw)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestZMTPAnsweredBeforeKernel: a ZeroMQ client's handshake on a kernel
 // port is complete before the forward has even reached the kernel (zmq4's
 // Dial returns only once its handshake is done), and its first message
@@ -265,13 +278,7 @@ func TestZMTPGreetedPrime(t *testing.T) {
 	d := &countingDialer{}
 	fw := kernelForward(t, d, "shell_port", port)
 	fw.Prime(map[string]int{"shell_port": 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := zmq4.NewDealer(ctx)
-	defer c.Close()
-	if err := c.Dial(localURL(fw)); err != nil {
-		t.Fatal(err)
-	}
+	dealerTo(t, fw)
 	select {
 	case b := <-got:
 		if !bytes.Equal(b[:greetingLen], clientGreeting()) || b[greetingLen]&commandFlag == 0 {
@@ -354,13 +361,7 @@ func TestZMTPLateClientOneRoundTrip(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // and its READY read
 	before := d.turns.Load()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := zmq4.NewDealer(ctx)
-	defer c.Close()
-	if err := c.Dial(localURL(fw)); err != nil {
-		t.Fatal(err)
-	}
+	c := dealerTo(t, fw)
 	if err := c.Send(zmq4.NewMsgString("ping")); err != nil {
 		t.Fatal(err)
 	}
