@@ -181,6 +181,10 @@ func TestLinkCut(t *testing.T) {
 // TestLinkNeverBack: the link is cut for good; with a short linger the
 // kernel stops on the server by itself, and kq gives up with exit 7.
 func TestLinkNeverBack(t *testing.T) {
+	// It mostly waits (for a cut link to be noticed, or a time limit);
+	// the few such tests run together, after the others, each on
+	// namespaces, sshd and files of its own.
+	t.Parallel()
 	const linger = 6 * time.Second
 	n := newNetEnv(t, profile{"linger": linger.String()})
 	r := n.start([]string{"p"}, "KQ_TEST_WAIT=1")
