@@ -186,7 +186,7 @@ cleanup() {
 # finish: the kernel is stopped; end its watchdog now rather than at its
 # next look, and remove the files.
 finish() {
-  w=; ws=; read -r w ws < "$wdf" 2>/dev/null
+  w=; ws=; { read -r w ws < "$wdf"; } 2>/dev/null # a missing file: quiet, as the redirection fails first
   # Only the watchdog itself: its recorded start time must still match.
   [ -n "$w" ] && [ "$(stamp "$w")" = "$ws" ] && kill "$w" 2>/dev/null
   cleanup
@@ -210,7 +210,7 @@ spawn() {
 # cap_log keeps the kernel's log under log_max by keeping its newest part;
 # the kernel appends (O_APPEND), so it writes on at the new end.
 cap_log() {
-  n=$(wc -c < "$log" 2>/dev/null) || return 0
+  n=$({ wc -c < "$log"; } 2>/dev/null) || return 0
   [ "${n:-0}" -gt "$log_max" ] || return 0
   tail -c $((log_max / 4)) "$log" > "$log.cap" && cat "$log.cap" > "$log"; rm -f "$log.cap"
 }
@@ -375,7 +375,15 @@ wake_on() {
     n=$((n+1))
   done
 }
-stop_waking() { [ -z "${ev:-}" ] || rm -f "$ev"; [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; }; }
+# stop_waking ends the two helpers and waits for them to be gone, so that
+# none outlives the op (kq's exit, or a test's look at the processes, may
+# follow at once). Neither can hang the wait: the TERM ends inotifywait, and
+# the ticker's trap (or, once fd 3 is closed, its next failed write) ends it.
+stop_waking() {
+  [ -z "${ev:-}" ] || rm -f "$ev"
+  [ -z "${iw:-}" ] || { kill "$iw" "$tk" 2>/dev/null; exec 3<&-; wait "$iw" "$tk" 2>/dev/null; }
+  return 0
+}
 
 # wait_json reports the connection file once the kernel has written it (or
 # printed it), or why it never will.

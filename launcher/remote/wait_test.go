@@ -55,6 +55,45 @@ func TestRemoteWaitForConnectionFile(t *testing.T) {
 	}
 }
 
+// TestRemoteWaitHelpersGoneWithTheWait: the wait for the connection file
+// has ended its inotifywait by the time it reports the file, however slowly
+// that inotifywait dies (here, an inotifywait on PATH that takes 0.5 s over
+// its TERM, as a loaded server can): kq's exit, or a look at the server's
+// processes, may follow the report at once.
+func TestRemoteWaitHelpersGoneWithTheWait(t *testing.T) {
+	bin := t.TempDir()
+	fake := filepath.Join(bin, "inotifywait")
+	// It ends by itself within 5 s, so that none outlives the test.
+	must(t, os.WriteFile(fake, []byte("#!/bin/sh\ntrap 'sleep 0.5; exit 0' TERM\n"+
+		"echo 'Watches established.' >&2\ni=0\nwhile [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"), 0o755))
+	rt := filepath.Join(t.TempDir(), "rt")
+	spec := KernelSpec{Command: fakeKernel(t, `sleep 0.3; printf '{"shell_port": 1}\n' > "$file"`),
+		RuntimeDir: rt, ID: "g", Linger: time.Minute}
+	r := runRemote(t, "/bin/sh", vars{rt: rt, id: spec.ID, linger: spec.Linger, start: spec.StartScript()},
+		"op_start", "PATH="+bin+":"+os.Getenv("PATH"))
+	if all := strings.Join(r.until(tagEnd), "\n"); !strings.Contains(all, `"shell_port": `) {
+		t.Fatalf("no connection file:\n%s", all)
+	}
+	if left := processWith(fake + " -m"); left != "" { // the wait's; the hold's has -qq -t
+		t.Errorf("the wait's inotifywait is still running as the file is reported: %s", left)
+	}
+	r.send("kill")
+	r.until(tagStopped)
+}
+
+// processWith is the command line of a process whose command line
+// contains s, or "".
+func processWith(s string) string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if line := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "); strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
 // waitNoInotify fails when an inotifywait watching the dir rt itself (the
 // wait for the connection file; the hold watches the kernel's log in it)
 // is still running a moment after the connection file was reported.
