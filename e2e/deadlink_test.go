@@ -16,10 +16,7 @@ import (
 // exits within interval × (count + 1) plus slack; the kernel, left to the
 // server's watchdog, is gone once linger has passed.
 func TestLinkDeadAtExit(t *testing.T) {
-	// It mostly waits (for a cut link to be noticed, or a time limit);
-	// the few such tests run together, after the others, each on
-	// namespaces, sshd and files of its own.
-	t.Parallel()
+	mostlyWaiting(t)
 	const (
 		linger   = 6 * time.Second
 		interval = 500 * time.Millisecond // newNetEnv's keepalive
@@ -61,10 +58,7 @@ func TestLinkDeadAtExit(t *testing.T) {
 // link is restored the server's watchdog stops the kernel after linger
 // and removes its files.
 func TestLinkDeadDuringStart(t *testing.T) {
-	// It mostly waits (for a cut link to be noticed, or a time limit);
-	// the few such tests run together, after the others, each on
-	// namespaces, sshd and files of its own.
-	t.Parallel()
+	mostlyWaiting(t)
 	const (
 		linger   = 6 * time.Second
 		interval = 500 * time.Millisecond

@@ -385,6 +385,15 @@ func (e *env) assertClean(kernelPIDs []int, localPorts []int) {
 	}
 }
 
+// mostlyWaiting marks a test that spends most of its time waiting (for a
+// cut link to be noticed, for linger, for a Slurm time limit) and runs in
+// namespaces, sshd and files of its own: such tests run in parallel, after
+// all the others (scripts/test passes -parallel 4, whatever the core count).
+func mostlyWaiting(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+}
+
 func cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))

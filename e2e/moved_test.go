@@ -27,10 +27,7 @@ import (
 // old connection; the server's tcp_retries2 is lowered from 15 (about 15
 // minutes) to 7 (about 51 s) so that the test sees it go.
 func TestLinkCutClientMoved(t *testing.T) {
-	// It mostly waits (for a cut link to be noticed, or a time limit);
-	// the few such tests run together, after the others, each on
-	// namespaces, sshd and files of its own.
-	t.Parallel()
+	mostlyWaiting(t)
 	n := newNetEnvWith(t, nil, sshdtest.Options{ExecName: "sshd-session"})
 	n.tp.exec(n.server, "sysctl", "-qw", "net.ipv4.tcp_retries2=7")
 	r := n.start([]string{"-v", "p"}, "KQ_TEST_CODE=import os; kq_before = 'kept'; print(os.getpid())",

@@ -135,10 +135,7 @@ func TestSlurmPendingInterrupt(t *testing.T) {
 // TestSlurmTimeLimit: a job with a 50 s limit ends mid-session; kq warned
 // before, says "time limit" (not "kernel died") and exits 7.
 func TestSlurmTimeLimit(t *testing.T) {
-	// It mostly waits (for a cut link to be noticed, or a time limit);
-	// the few such tests run together, after the others, each on
-	// namespaces, sshd and files of its own.
-	t.Parallel()
+	mostlyWaiting(t)
 	e, c := slurmEnv(t, slurmtest.Options{})
 	e.writeConfig(map[string]profile{"cluster": e.slurmProfile(profile{"slurm": map[string]any{"time": "0:50"}})})
 	r := e.start([]string{"cluster"}, "KQ_TEST_WAIT=1")

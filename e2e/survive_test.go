@@ -157,10 +157,7 @@ func (n *netEnv) restore() { n.tp.ip("-n", n.server, "link", "set", n.dev, "up")
 // restored; kq reports the cut, reconnects keeping its local ports, and the
 // frontend's next execute sees the variable it set before the cut.
 func TestLinkCut(t *testing.T) {
-	// It mostly waits (for a cut link to be noticed, or a time limit);
-	// the few such tests run together, after the others, each on
-	// namespaces, sshd and files of its own.
-	t.Parallel()
+	mostlyWaiting(t)
 	for _, outage := range []time.Duration{2 * time.Second, 30 * time.Second} {
 		t.Run(outage.String(), func(t *testing.T) {
 			n := newNetEnv(t, nil)
@@ -181,10 +178,7 @@ func TestLinkCut(t *testing.T) {
 // TestLinkNeverBack: the link is cut for good; with a short linger the
 // kernel stops on the server by itself, and kq gives up with exit 7.
 func TestLinkNeverBack(t *testing.T) {
-	// It mostly waits (for a cut link to be noticed, or a time limit);
-	// the few such tests run together, after the others, each on
-	// namespaces, sshd and files of its own.
-	t.Parallel()
+	mostlyWaiting(t)
 	const linger = 6 * time.Second
 	n := newNetEnv(t, profile{"linger": linger.String()})
 	r := n.start([]string{"p"}, "KQ_TEST_WAIT=1")
